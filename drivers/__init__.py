@@ -1,0 +1,1 @@
+"""Channel drivers: one module (or small package) per channel kind."""

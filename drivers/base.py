@@ -1,0 +1,122 @@
+"""The contract between the gateway and every channel driver.
+
+A driver knows how to hand one message to one channel (a modem port, a
+gateway port, a provider account) and how to report what the channel says
+later (delivery reports, inbound messages). It knows nothing of the spool:
+ids it receives are opaque references to be echoed back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+ChannelKind = Literal["sms", "whatsapp"]
+
+
+class ChannelError(Exception):
+    """Base of what `Channel.send` may raise; `code` is the channel's own."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientError(ChannelError):
+    """Try again later, maybe on another channel; `retry_after_s` if the channel said."""
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(ChannelError):
+    """This message will never go out as it is: fail it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    id: int
+    destination: str  # E.164 with the leading '+'
+    text: str
+    kind: ChannelKind = "sms"
+    data: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    provider_ref: str
+    parts: int = 1
+    # Drivers that learn the final fate at once (some HTTP aggregators) say so.
+    delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    channel: str
+    provider_ref: str
+    delivered: bool
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    channel: str
+    sender: str
+    recipient: str
+    text: str
+    provider_ref: str | None = None
+    at: float = field(default_factory=time.time)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    up: bool
+    last_error: str | None = None
+    signal_dbm: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+OnDeliveryReport = Callable[[DeliveryReport], Awaitable[None]]
+OnInbound = Callable[[InboundMessage], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class ChannelEvents:
+    """Where a channel reports what arrives later; the gateway fills these in."""
+
+    on_report: OnDeliveryReport | None = None
+    on_inbound: OnInbound | None = None
+
+    async def report(self, report: DeliveryReport) -> None:
+        if self.on_report is not None:
+            await self.on_report(report)
+
+    async def inbound(self, message: InboundMessage) -> None:
+        if self.on_inbound is not None:
+            await self.on_inbound(message)
+
+
+@runtime_checkable
+class Channel(Protocol):
+    name: str
+    kind: ChannelKind
+    # How many sends this channel takes at once (1 for a modem port).
+    concurrency: int
+
+    async def start(self) -> None: ...
+
+    async def send(self, message: OutgoingMessage) -> SendReceipt:
+        """Hand one message over; raise TransientError or PermanentError."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def health(self) -> Health: ...

@@ -1,0 +1,305 @@
+"""The storage contract: state codes, records, and the `Store` protocol.
+
+`Store` is the only door to the database. Every method that changes a
+message's state does it in one transaction together with its history row
+(`message_events`, written by a trigger), so a state change is durable
+or did not happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Literal, Protocol
+
+
+class State(IntEnum):
+    # 0, 1 and 3 are the legacy dialer's codes and keep their numbers.
+    NONE = 0
+    TO_PROCESS = 1
+    SENDING = 2
+    BLOCKED = 3
+    SENT = 4
+    DELIVERED = 5
+    FAILED = 6
+    INVALID = 7
+    CANCELLED = 8
+    UNCONFIRMED = 9
+
+
+FINAL_STATES = frozenset({State.BLOCKED, State.DELIVERED, State.FAILED, State.INVALID,
+                          State.CANCELLED})
+InDoubtPolicy = Literal["resend", "hold"]
+
+
+class StoreError(Exception):
+    """The database could not do what was asked; the caller may retry later."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The row exists but is in a state that does not allow the change."""
+
+    def __init__(self, message: str, *, state: State | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class SchemaTooNew(StoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: int
+    name: str
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: int
+    tenant: int
+    name: str
+    enabled: bool = True
+    channels: tuple[str, ...] = ()  # empty: every SMS channel
+    priority: int = 0
+    in_doubt: InDoubtPolicy = "resend"
+    dncr_check: bool = True
+    time_between_ms: int = 0
+    schedule: dict[str, Any] | None = None
+    out_of_time_message: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message as intake accepted it: already normalised and classified."""
+
+    tenant: int
+    campaign: int
+    destination: str
+    message: str
+    state: State = State.TO_PROCESS
+    priority: int = 0
+    error: str | None = None
+    agent: str | None = None
+    data: dict[str, Any] | None = None
+    kind: str = "sms"
+    idempotency_key: str | None = None
+    segments: int = 1
+    encoding: str = "gsm7"
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    id: int
+    state: State
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    tenant: int
+    campaign: int
+    destination: str
+    message: str
+    priority: int
+    state: State
+    channel: str | None
+    attempts: int
+    next_attempt_at: float
+    provider_ref: str | None
+    error: str | None
+    agent: str | None
+    data: dict[str, Any] | None
+    kind: str
+    cost: float
+    segments: int
+    created_at: float
+    sent_at: float | None
+    delivered_at: float | None
+    idempotency_key: str | None = None
+    journey_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row the dispatcher holds under lease (state 2)."""
+
+    id: int
+    tenant: int
+    campaign: int
+    destination: str
+    message: str
+    kind: str
+    attempts: int
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: float
+    state: State
+    note: str | None
+    channel: str | None
+
+
+# What became of a claimed row; recorded in batches by `Store.record`.
+@dataclass(frozen=True, slots=True)
+class Sent:
+    id: int
+    channel: str
+    provider_ref: str
+    cost: float
+    at: float
+    delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    id: int
+    channel: str | None
+    error: str
+    next_attempt_at: float
+    # False when the row was never handed to a channel (no capacity, shutdown).
+    counts_as_attempt: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    id: int
+    channel: str | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    id: int
+    reason: str
+
+
+Outcome = Sent | Retry | Failed | Blocked
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    requeued: int = 0  # never handed to a channel: back to 1
+    in_doubt: int = 0  # send had started: to 9 ...
+    resent: int = 0  # ... and back to 1 by the campaign's `resend` policy
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A delivery report, matched by the channel's own reference."""
+
+    channel: str
+    provider_ref: str
+    delivered: bool
+    error: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    tenant: int
+    campaign: int | None = None
+    state: State | None = None
+    since: float | None = None
+    after_id: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCounts:
+    campaign: int
+    by_state: dict[int, int] = field(default_factory=dict)
+    cost: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """How far a spool-folder file got; rows up to `line` are committed."""
+
+    key: str
+    line: int
+    done: bool
+    imported: int = 0
+    blocked: int = 0
+    invalid: int = 0
+
+
+class Store(Protocol):
+    """The only door to the database. Implementations: sqlite, postgres."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def migrate(self) -> int:
+        """Apply pending numbered migrations; return the schema version."""
+        ...
+    async def ping(self) -> None: ...
+
+    # tenants
+    async def create_tenant(self, name: str, key_hash: str,
+                            webhook_url: str | None = None) -> Tenant: ...
+    async def tenant_by_key_hash(self, key_hash: str) -> Tenant | None: ...
+    async def tenant_by_name(self, name: str) -> Tenant | None: ...
+    async def list_tenants(self) -> list[Tenant]: ...
+
+    # campaigns
+    async def create_campaign(self, campaign: Campaign) -> Campaign: ...
+    async def campaign_by_name(self, tenant: int, name: str) -> Campaign | None: ...
+    async def campaign_by_id(self, campaign_id: int) -> Campaign | None: ...
+    async def list_campaigns(self, tenant: int | None = None) -> list[Campaign]: ...
+    async def update_campaign(self, campaign_id: int, **changes: Any) -> Campaign: ...
+    async def cancel_unprocessed(self, campaign_id: int, note: str) -> int: ...
+
+    # intake
+    async def insert_messages(self, messages: Sequence[NewMessage],
+                              *, import_progress: ImportProgress | None = None
+                              ) -> list[Inserted]: ...
+    async def pending_count(self) -> int: ...
+
+    # queries and operator actions
+    async def get_message(self, tenant: int | None, message_id: int) -> Message: ...
+    async def message_events(self, message_id: int) -> list[Event]: ...
+    async def list_messages(self, where: ListFilter) -> list[Message]: ...
+    async def cancel_message(self, tenant: int | None, message_id: int) -> Message: ...
+    async def release_message(self, tenant: int | None, message_id: int) -> Message: ...
+    async def counts(self) -> list[CampaignCounts]: ...
+
+    # dispatcher
+    async def claim(self, node: str, limit: int, now: float, lease_until: float,
+                    campaigns: Sequence[int]) -> list[Claimed]: ...
+    async def mark_started(self, started: Sequence[tuple[int, str]], now: float) -> None:
+        """(id, channel) pairs about to be handed to their channel."""
+        ...
+    async def record(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+    async def record_reports(self, reports: Sequence[Report]) -> list[Report]:
+        """Apply delivery reports; return those that matched no sent row (yet)."""
+        ...
+    async def renew_leases(self, node: str, lease_until: float) -> int: ...
+    async def recover(self, now: float, *, node: str | None = None) -> Recovered:
+        """Return expired leases (or every lease of `node`) to the queue."""
+        ...
+
+    # blacklist (campaign None: global)
+    async def blacklist_add(self, entries: Sequence[tuple[str, int | None]],
+                            note: str | None = None) -> int: ...
+    async def blacklist_remove(self, entries: Sequence[tuple[str, int | None]]) -> int: ...
+    async def blacklist_list(self, campaign: int | None = None, *, limit: int = 1000,
+                             after: str = "") -> list[tuple[str, int | None]]: ...
+    async def blacklisted(self, pairs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which (destination, campaign) pairs are on the global or campaign list."""
+        ...
+
+    # spool-folder imports
+    async def import_progress(self, key: str) -> ImportProgress | None: ...
+    async def finish_import(self, progress: ImportProgress) -> None: ...
+
+    def iter_messages(self, where: ListFilter) -> AsyncIterator[Message]: ...

@@ -1,0 +1,67 @@
+"""Database rows to records; shared by every backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from spool.base import Campaign, Claimed, Event, Message, State, Tenant
+
+CAMPAIGN_FIELDS = ("enabled", "channels", "priority", "in_doubt", "dncr_check",
+                   "time_between_ms", "schedule", "out_of_time_message")
+
+
+def loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def tenant(row: Mapping[str, Any]) -> Tenant:
+    return Tenant(id=row["id"], name=row["name"], webhook_url=row["webhook_url"])
+
+
+def campaign(row: Mapping[str, Any]) -> Campaign:
+    return Campaign(
+        id=row["id"], tenant=row["tenant"], name=row["name"], enabled=bool(row["enabled"]),
+        channels=tuple(json.loads(row["channels"] or "[]")), priority=row["priority"],
+        in_doubt=row["in_doubt"], dncr_check=bool(row["dncr_check"]),
+        time_between_ms=row["time_between_ms"], schedule=loads(row["schedule"]),
+        out_of_time_message=row["out_of_time_message"], created_at=row["created_at"])
+
+
+def campaign_column(name: str, value: Any) -> Any:
+    """A campaign attribute as stored."""
+    if name == "channels":
+        return json.dumps(list(value))
+    if name == "schedule":
+        return dumps(value)
+    if name in ("enabled", "dncr_check"):
+        return int(bool(value))
+    return value
+
+
+def message(row: Mapping[str, Any]) -> Message:
+    return Message(
+        id=row["id"], tenant=row["tenant"], campaign=row["campaign"],
+        destination=row["destination"], message=row["message"], priority=row["priority"],
+        state=State(row["state"]), channel=row["channel"], attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"], provider_ref=row["provider_ref"],
+        error=row["error"], agent=row["agent"], data=loads(row["data"]), kind=row["kind"],
+        cost=row["cost"], segments=row["segments"], created_at=row["created_at"],
+        sent_at=row["sent_at"], delivered_at=row["delivered_at"],
+        idempotency_key=row["idempotency_key"], journey_id=row["journey_id"])
+
+
+def claimed(row: Mapping[str, Any]) -> Claimed:
+    return Claimed(id=row["id"], tenant=row["tenant"], campaign=row["campaign"],
+                   destination=row["destination"], message=row["message"], kind=row["kind"],
+                   attempts=row["attempts"], data=loads(row["data"]))
+
+
+def event(row: Mapping[str, Any]) -> Event:
+    return Event(at=row["at"], state=State(row["state"]), note=row["note"],
+                 channel=row["channel"])

@@ -1,0 +1,126 @@
+"""SQLite connection handling: WAL, one writer, migrations.
+
+One connection writes, under an asyncio lock, each call one short
+`BEGIN IMMEDIATE` transaction; a second connection serves reads, which WAL
+lets run beside the writer. Other processes (the CLI) may write the same
+file: `busy_timeout` makes them wait their turn instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from spool import migrations
+from spool.base import SchemaTooNew, StoreError
+
+
+class SqliteDb:
+    def __init__(self, path: str | Path, *, synchronous: str = "full",
+                 busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = await self._connect()
+            self._reader = await self._connect()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open {self.path}: {err}") from err
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        await conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        await conn.execute("PRAGMA foreign_keys=OFF")
+        return conn
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreError("store is not open")
+        return self._reader
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; rolled back on any error, cancellation included."""
+        if self._writer is None:
+            raise StoreError("store is not open")
+        async with self._lock:
+            db = self._writer
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise StoreError(f"database busy or unavailable: {err}") from err
+            try:
+                yield db
+            except BaseException:
+                await asyncio.shield(db.rollback())
+                raise
+            try:
+                await db.commit()
+            except sqlite3.Error as err:
+                await asyncio.shield(db.rollback())
+                raise StoreError(f"commit failed: {err}") from err
+
+    async def migrate(self) -> int:
+        known = migrations.load("sqlite")
+        async with self.transaction() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+            rows = await db.execute_fetchall("SELECT max(version) FROM schema_migrations")
+        current = next(iter(rows))[0] or 0
+        if current > len(known):
+            raise SchemaTooNew(f"database schema {current} is newer than this smsgw "
+                               f"({len(known)}); upgrade smsgw")
+        for migration in known[current:]:
+            async with self.transaction() as db:
+                for statement in split_statements(migration.sql):
+                    await db.execute(statement)
+                await db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                                 (migration.version, migration.name, time.time()))
+        return len(known)
+
+    async def schema_version(self) -> int:
+        try:
+            rows = await self.reader.execute_fetchall("SELECT max(version) FROM schema_migrations")
+        except sqlite3.OperationalError:
+            return 0
+        return next(iter(rows))[0] or 0
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script into statements; trigger bodies keep their inner ';'."""
+    statements, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if not buf and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement at end of migration: {buf[:60]!r}")
+    return statements

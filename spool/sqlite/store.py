@@ -1,0 +1,308 @@
+"""The spool on SQLite: intake, queries, claims and results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from spool import rows
+from spool.base import (
+    Blocked,
+    CampaignCounts,
+    Claimed,
+    Conflict,
+    Event,
+    Failed,
+    ImportProgress,
+    Inserted,
+    ListFilter,
+    Message,
+    NewMessage,
+    NotFound,
+    Outcome,
+    Recovered,
+    Report,
+    Retry,
+    Sent,
+    State,
+)
+from spool.sqlite.admin import AdminMixin, save_progress
+from spool.sqlite.db import SqliteDb
+
+_INSERT = (
+    "INSERT INTO sms_spool (id, tenant, campaign, destination, message, priority, state, "
+    "error, note, agent, data, kind, idempotency_key, segments, encoding, created_at, "
+    "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+_CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
+
+
+class SqliteStore(AdminMixin):
+    def __init__(self, path: str | Path, *, synchronous: str = "full",
+                 busy_timeout_ms: int = 5000, **_: object) -> None:
+        self.db = SqliteDb(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def migrate(self) -> int:
+        return await self.db.migrate()
+
+    async def schema_version(self) -> int:
+        return await self.db.schema_version()
+
+    async def ping(self) -> None:
+        await self.db.reader.execute_fetchall("SELECT 1")
+
+    # intake ------------------------------------------------------------
+    async def insert_messages(self, messages: Sequence[NewMessage], *,
+                              import_progress: ImportProgress | None = None) -> list[Inserted]:
+        now = time.time()
+        async with self.db.transaction() as db:
+            known = await self._known_keys(db, messages)
+            seq = await db.execute_fetchall(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sms_spool'), 0)")
+            next_id = next(iter(seq))[0] + 1
+            batch, result = [], []
+            for m in messages:
+                key = (m.tenant, m.idempotency_key) if m.idempotency_key else None
+                if key is not None and key in known:
+                    result.append(Inserted(known[key][0], known[key][1], duplicate=True))
+                    continue
+                note = m.error or ("accepted" if m.state == State.TO_PROCESS else None)
+                batch.append((next_id, m.tenant, m.campaign, m.destination, m.message,
+                              m.priority, m.state, m.error, note, m.agent, rows.dumps(m.data),
+                              m.kind, m.idempotency_key, m.segments, m.encoding, now, now))
+                result.append(Inserted(next_id, m.state))
+                if key is not None:
+                    known[key] = (next_id, m.state)
+                next_id += 1
+            if batch:
+                await db.executemany(_INSERT, batch)
+            if import_progress is not None:
+                await save_progress(db, import_progress)
+        return result
+
+    async def _known_keys(self, db, messages: Sequence[NewMessage]
+                          ) -> dict[tuple[int, str], tuple[int, State]]:
+        keyed = [(m.tenant, m.idempotency_key) for m in messages if m.idempotency_key]
+        known: dict[tuple[int, str], tuple[int, State]] = {}
+        for tenant in {t for t, _ in keyed}:
+            keys = [k for t, k in keyed if t == tenant]
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                found = await db.execute_fetchall(
+                    f"SELECT idempotency_key, id, state FROM sms_spool WHERE tenant = ? "
+                    f"AND idempotency_key IN ({','.join('?' * len(chunk))})", (tenant, *chunk))
+                for key, mid, state in found:
+                    known[(tenant, key)] = (mid, State(state))
+        return known
+
+    async def pending_count(self) -> int:
+        found = await self.db.reader.execute_fetchall(
+            "SELECT coalesce(sum(n), 0) FROM spool_counts WHERE state = ?", (State.TO_PROCESS,))
+        return int(next(iter(found))[0])
+
+    # queries and operator actions ------------------------------------------
+    async def get_message(self, tenant: int | None, message_id: int) -> Message:
+        found = await self.db.reader.execute_fetchall(
+            "SELECT * FROM sms_spool WHERE id = ?", (message_id,))
+        row = next(iter(found), None)
+        # Another tenant's message is reported as missing: ids are not secrets,
+        # but existence must not leak across tenants.
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise NotFound(f"message {message_id} not found")
+        return rows.message(row)
+
+    async def message_events(self, message_id: int) -> list[Event]:
+        found = await self.db.reader.execute_fetchall(
+            "SELECT at, state, note, channel FROM message_events WHERE message_id = ? ORDER BY id",
+            (message_id,))
+        return [rows.event(r) for r in found]
+
+    async def list_messages(self, where: ListFilter) -> list[Message]:
+        sql = ["SELECT * FROM sms_spool WHERE tenant = ? AND id > ?"]
+        args: list[object] = [where.tenant, where.after_id]
+        if where.campaign is not None:
+            sql.append("AND campaign = ?")
+            args.append(where.campaign)
+        if where.state is not None:
+            sql.append("AND state = ?")
+            args.append(int(where.state))
+        if where.since is not None:
+            sql.append("AND created_at >= ?")
+            args.append(where.since)
+        sql.append("ORDER BY id LIMIT ?")
+        args.append(where.limit)
+        found = await self.db.reader.execute_fetchall(" ".join(sql), args)
+        return [rows.message(r) for r in found]
+
+    async def iter_messages(self, where: ListFilter) -> AsyncIterator[Message]:
+        after = where.after_id
+        while True:
+            page = await self.list_messages(
+                ListFilter(where.tenant, where.campaign, where.state, where.since, after, 1000))
+            for m in page:
+                yield m
+            if len(page) < 1000:
+                return
+            after = page[-1].id
+
+    async def _move(self, tenant: int | None, message_id: int, allowed: tuple[State, ...],
+                    to: State, note: str, action: str) -> Message:
+        current = await self.get_message(tenant, message_id)
+        async with self.db.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE sms_spool SET state = ?, note = ?, updated_at = ?, next_attempt_at = 0 "
+                f"WHERE id = ? AND state IN ({','.join('?' * len(allowed))})",
+                (to, note, time.time(), message_id, *allowed))
+            changed = cur.rowcount
+        if not changed:
+            fresh = await self.get_message(tenant, message_id)
+            raise Conflict(f"message {message_id} is {fresh.state.name}; cannot {action} it",
+                           state=fresh.state)
+        return await self.get_message(current.tenant, message_id)
+
+    async def cancel_message(self, tenant: int | None, message_id: int) -> Message:
+        return await self._move(tenant, message_id, (State.NONE, State.TO_PROCESS, State.UNCONFIRMED),
+                                State.CANCELLED, "cancelled", "cancel")
+
+    async def release_message(self, tenant: int | None, message_id: int) -> Message:
+        return await self._move(tenant, message_id, (State.NONE, State.UNCONFIRMED),
+                                State.TO_PROCESS, "released", "release")
+
+    async def counts(self) -> list[CampaignCounts]:
+        found = await self.db.reader.execute_fetchall(
+            "SELECT campaign, state, n FROM spool_counts WHERE n != 0")
+        costs = dict(await self.db.reader.execute_fetchall(
+            "SELECT campaign, cost FROM campaign_costs"))
+        per: dict[int, dict[int, int]] = {}
+        for campaign, state, n in found:
+            per.setdefault(campaign, {})[state] = n
+        return [CampaignCounts(c, s, costs.get(c, 0.0)) for c, s in sorted(per.items())]
+
+    # dispatcher ----------------------------------------------------------
+    async def claim(self, node: str, limit: int, now: float, lease_until: float,
+                    campaigns: Sequence[int]) -> list[Claimed]:
+        if not campaigns or limit <= 0:
+            return []
+        # One index probe per open campaign, each bounded by `limit`.
+        probe = ("SELECT * FROM (SELECT id, priority FROM sms_spool WHERE state = 1 "
+                 "AND campaign = ? AND next_attempt_at <= ? ORDER BY priority DESC, id LIMIT ?)")
+        union = " UNION ALL ".join([probe] * len(campaigns))
+        args: list[object] = []
+        for campaign in campaigns:
+            args += [campaign, now, limit]
+        async with self.db.transaction() as db:
+            found = await db.execute_fetchall(
+                f"UPDATE sms_spool SET state = 2, claimed_by = ?, claim_until = ?, "
+                f"started_at = NULL, updated_at = ?, note = 'claimed' WHERE id IN "
+                f"(SELECT id FROM ({union}) ORDER BY priority DESC, id LIMIT ?) "
+                f"RETURNING id, tenant, campaign, destination, message, kind, attempts, data, "
+                f"priority",
+                (node, lease_until, now, *args, limit))
+        ordered = sorted(found, key=lambda r: (-r["priority"], r["id"]))
+        return [rows.claimed(r) for r in ordered]
+
+    async def mark_started(self, started: Sequence[tuple[int, str]], now: float) -> None:
+        if not started:
+            return
+        async with self.db.transaction() as db:
+            await db.executemany(
+                "UPDATE sms_spool SET started_at = ?, channel = ? WHERE id = ? AND state = 2",
+                [(now, channel, mid) for mid, channel in started])
+
+    async def record(self, outcomes: Sequence[Outcome], now: float) -> None:
+        sent = [o for o in outcomes if isinstance(o, Sent)]
+        retry = [o for o in outcomes if isinstance(o, Retry)]
+        failed = [o for o in outcomes if isinstance(o, Failed)]
+        blocked = [o for o in outcomes if isinstance(o, Blocked)]
+        async with self.db.transaction() as db:
+            if sent:
+                # A row recovered as in doubt (9) that turns out sent is settled here.
+                await db.executemany(
+                    f"UPDATE sms_spool SET state = ?, channel = ?, provider_ref = ?, "
+                    f"cost = cost + ?, attempts = attempts + 1, sent_at = ?, updated_at = ?, "
+                    f"delivered_at = ?, error = NULL, note = 'sent', {_CLEARED} "
+                    f"WHERE id = ? AND state IN (2, 9)",
+                    [(State.DELIVERED if o.delivered else State.SENT, o.channel, o.provider_ref,
+                      o.cost, o.at, now, o.at if o.delivered else None, o.id) for o in sent])
+            if retry:
+                await db.executemany(
+                    f"UPDATE sms_spool SET state = 1, channel = ?, error = ?, note = ?, "
+                    f"attempts = attempts + ?, next_attempt_at = ?, updated_at = ?, {_CLEARED} "
+                    f"WHERE id = ? AND state = 2",
+                    [(o.channel, o.error if o.counts_as_attempt else None,
+                      f"retry: {o.error}", int(o.counts_as_attempt), o.next_attempt_at, now, o.id)
+                     for o in retry])
+            if failed:
+                await db.executemany(
+                    f"UPDATE sms_spool SET state = 6, channel = ?, error = ?, note = ?, "
+                    f"attempts = attempts + 1, updated_at = ?, {_CLEARED} "
+                    f"WHERE id = ? AND state IN (2, 9)",
+                    [(o.channel, o.error, o.error, now, o.id) for o in failed])
+            if blocked:
+                await db.executemany(
+                    f"UPDATE sms_spool SET state = 3, note = ?, error = ?, updated_at = ?, "
+                    f"{_CLEARED} WHERE id = ? AND state = 2",
+                    [(o.reason, o.reason, now, o.id) for o in blocked])
+
+    async def record_reports(self, reports: Sequence[Report]) -> list[Report]:
+        """Apply delivery reports; return those that matched no sent row (yet)."""
+        if not reports:
+            return []
+        refs = sorted({r.provider_ref for r in reports})
+        async with self.db.transaction() as db:
+            known: set[tuple[str, str]] = set()
+            for start in range(0, len(refs), 500):
+                chunk = refs[start:start + 500]
+                found = await db.execute_fetchall(
+                    f"SELECT provider_ref, channel FROM sms_spool WHERE provider_ref IN "
+                    f"({','.join('?' * len(chunk))}) AND state IN (4, 9)", chunk)
+                known.update((r[0], r[1]) for r in found)
+            matched = [r for r in reports if (r.provider_ref, r.channel) in known]
+            await db.executemany(
+                "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, note = ?, "
+                "updated_at = ? WHERE provider_ref = ? AND channel = ? AND state IN (4, 9)",
+                [(State.DELIVERED if r.delivered else State.FAILED,
+                  r.at if r.delivered else None, r.error,
+                  "delivery report: delivered" if r.delivered else f"delivery report: {r.error}",
+                  r.at, r.provider_ref, r.channel) for r in matched])
+        return [r for r in reports if (r.provider_ref, r.channel) not in known]
+
+    async def renew_leases(self, node: str, lease_until: float) -> int:
+        async with self.db.transaction() as db:
+            cur = await db.execute(
+                "UPDATE sms_spool SET claim_until = ? WHERE state = 2 AND claimed_by = ?",
+                (lease_until, node))
+            return cur.rowcount
+
+    async def recover(self, now: float, *, node: str | None = None) -> Recovered:
+        where = "state = 2 AND claimed_by = ?" if node else "state = 2 AND claim_until < ?"
+        arg: object = node if node else now
+        async with self.db.transaction() as db:
+            requeued = await db.execute(
+                f"UPDATE sms_spool SET state = 1, note = 'lease expired before sending', "
+                f"updated_at = ?, {_CLEARED} WHERE {where} AND started_at IS NULL", (now, arg))
+            doubtful = await db.execute_fetchall(
+                f"UPDATE sms_spool SET state = 9, updated_at = ?, "
+                f"note = 'lease expired after the send started: it may have gone out', "
+                f"{_CLEARED} WHERE {where} RETURNING id", (now, arg))
+            ids = [r[0] for r in doubtful]
+            resent = 0
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                cur = await db.execute(
+                    f"UPDATE sms_spool SET state = 1, updated_at = ?, "
+                    f"note = 'in doubt: resent by campaign policy' WHERE state = 9 AND id IN "
+                    f"({','.join('?' * len(chunk))}) AND campaign IN "
+                    f"(SELECT id FROM campaigns WHERE in_doubt = 'resend')", (now, *chunk))
+                resent += cur.rowcount
+        return Recovered(requeued=requeued.rowcount, in_doubt=len(ids), resent=resent)
+
+
+
