@@ -130,6 +130,7 @@ class ChannelSettings(BaseModel):
     block_after: int = Field(5, ge=1)  # consecutive failures before a pause
     block_for_s: float = Field(60.0, ge=0)
     concurrency: int | None = Field(None, ge=1)
+    send_timeout_s: float = Field(60.0, gt=0)
 
 
 class Settings(_Section):
@@ -225,8 +226,12 @@ def load_settings(path: str | os.PathLike[str] | None,
             raise ConfigError("", f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError("", f"{path}: invalid TOML: {err}") from None
-    raw.pop("driver_options", None)
     _apply_env(raw, environ)
+    return settings_from_dict(raw)
+
+
+def settings_from_dict(raw: dict[str, Any]) -> Settings:
+    raw = {k: v for k, v in raw.items() if k != "driver_options"}
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as err:

@@ -185,6 +185,12 @@ class SqliteStore(AdminMixin):
             per.setdefault(campaign, {})[state] = n
         return [CampaignCounts(c, s, costs.get(c, 0.0)) for c, s in sorted(per.items())]
 
+    async def sent_per_channel_since(self, since: float) -> dict[str, int]:
+        found = await self.db.reader.execute_fetchall(
+            "SELECT channel, count(*) FROM sms_spool WHERE sent_at >= ? AND channel IS NOT NULL "
+            "GROUP BY channel", (since,))
+        return {r[0]: r[1] for r in found}
+
     # dispatcher ----------------------------------------------------------
     async def claim(self, node: str, limit: int, now: float, lease_until: float,
                     campaigns: Sequence[int]) -> list[Claimed]:

@@ -74,6 +74,7 @@ CREATE INDEX ix_spool_leases ON sms_spool (claim_until) WHERE state = 2;
 CREATE INDEX ix_spool_ref ON sms_spool (provider_ref) WHERE provider_ref IS NOT NULL;
 CREATE INDEX ix_spool_tenant ON sms_spool (tenant, id);
 CREATE INDEX ix_spool_destination ON sms_spool (destination, id);
+CREATE INDEX ix_spool_sent ON sms_spool (sent_at) WHERE sent_at IS NOT NULL;
 CREATE UNIQUE INDEX ux_spool_idempotency ON sms_spool (tenant, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 

@@ -1,0 +1,1 @@
+"""SMS helpers shared by every SMS driver (modem, gateway, provider)."""

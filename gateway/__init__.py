@@ -1,0 +1,1 @@
+"""smsgw: the daemon, its HTTP API and its command line."""

@@ -1,0 +1,1 @@
+"""The HTTP API: legacy form door, JSON API, health, OpenAPI."""

@@ -1,0 +1,180 @@
+"""Campaigns and the blacklist over HTTP, scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api import parse, render
+from gateway.api.http import SERVICES, json_body, tenant
+from gateway.intake import IntakeError
+from gateway.phone import InvalidNumber, normalize
+from gateway.schedule import parse_schedule
+from gateway.services import Services
+from spool.base import Campaign, NotFound
+
+routes = web.RouteTableDef()
+OPERATOR_TENANT = 1
+
+
+async def _campaign(request: web.Request) -> Campaign:
+    services = request.app[SERVICES]
+    owner = await tenant(request)
+    found = await services.store.campaign_by_name(owner.id, request.match_info["name"])
+    if found is None:
+        raise NotFound(f"campaign {request.match_info['name']!r} not found")
+    return found
+
+
+def campaign_changes(body: dict[str, Any], services: Services) -> dict[str, Any]:
+    """Validate the settable attributes of a campaign; each error names its field."""
+    out: dict[str, Any] = {}
+    if "enabled" in body:
+        out["enabled"] = _bool(body, "enabled")
+    if "dncr_check" in body:
+        out["dncr_check"] = _bool(body, "dncr_check")
+    if "channels" in body:
+        names = body["channels"]
+        known = set(services.router.runners)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise IntakeError("channels must be a list of channel names", field="channels")
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise IntakeError(f"unknown channel(s) {', '.join(unknown)} "
+                              f"(configured: {', '.join(sorted(known))})", field="channels")
+        out["channels"] = tuple(names)
+    for name in ("priority", "time_between_ms"):
+        if name in body:
+            out[name] = parse.integer(body, name, lo=0 if name != "priority" else -1000,
+                                      hi=10_000_000)
+    if "in_doubt" in body:
+        if body["in_doubt"] not in ("resend", "hold"):
+            raise IntakeError("in_doubt must be 'resend' or 'hold'", field="in_doubt")
+        out["in_doubt"] = body["in_doubt"]
+    if "schedule" in body:
+        if body["schedule"] is not None:
+            try:
+                parse_schedule(body["schedule"])
+            except (ValueError, TypeError, AttributeError) as err:
+                raise IntakeError(str(err), field="schedule") from None
+        out["schedule"] = body["schedule"]
+    if "out_of_time_message" in body:
+        out["out_of_time_message"] = parse.text(body, "out_of_time_message", max_len=1000)
+    return out
+
+
+def _bool(body: dict[str, Any], name: str) -> bool:
+    if not isinstance(body[name], bool):
+        raise IntakeError(f"{name} must be true or false", field=name)
+    return body[name]
+
+
+@routes.get("/api/v1/campaigns")
+async def list_campaigns(request: web.Request) -> web.Response:
+    owner = await tenant(request)
+    found = await request.app[SERVICES].store.list_campaigns(owner.id)
+    return web.json_response({"campaigns": [render.campaign(c) for c in found]})
+
+
+@routes.post("/api/v1/campaigns")
+async def create_campaign(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    owner = await tenant(request)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise IntakeError("expected a JSON object", field="body")
+    name = parse.text(body, "name", required=True, max_len=200) or ""
+    changes = campaign_changes({k: v for k, v in body.items() if k != "name"}, services)
+    created = await services.store.create_campaign(Campaign(id=0, tenant=owner.id, name=name,
+                                                            **changes))
+    await services.campaigns.reload()
+    return web.json_response(render.campaign(created), status=201)
+
+
+@routes.get("/api/v1/campaigns/{name}")
+async def get_campaign(request: web.Request) -> web.Response:
+    return web.json_response(render.campaign(await _campaign(request)))
+
+
+@routes.patch("/api/v1/campaigns/{name}")
+async def update_campaign(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    campaign = await _campaign(request)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise IntakeError("expected a JSON object", field="body")
+    updated = await services.store.update_campaign(campaign.id,
+                                                   **campaign_changes(body, services))
+    await services.campaigns.reload()
+    return web.json_response(render.campaign(updated))
+
+
+@routes.post("/api/v1/campaigns/{name}/{action:start|stop}")
+async def start_stop(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    campaign = await _campaign(request)
+    enabled = request.match_info["action"] == "start"
+    updated = await services.store.update_campaign(campaign.id, enabled=enabled)
+    await services.campaigns.reload()  # takes effect before the next claim
+    return web.json_response(render.campaign(updated))
+
+
+@routes.delete("/api/v1/campaigns/{name}/messages")
+async def delete_unprocessed(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    campaign = await _campaign(request)
+    count = await services.store.cancel_unprocessed(campaign.id, "unprocessed deleted")
+    return web.json_response({"cancelled": count})
+
+
+async def _blacklist_scope(request: web.Request, name: str | None) -> int | None:
+    """A campaign of the caller's, or the global list (operator tenant only)."""
+    services = request.app[SERVICES]
+    owner = await tenant(request)
+    if not name:
+        if owner.id != OPERATOR_TENANT:
+            raise IntakeError("campaign is required: the global list is the operator's",
+                              field="campaign")
+        return None
+    campaign = await services.store.campaign_by_name(owner.id, name)
+    if campaign is None:
+        raise IntakeError(f"unknown campaign {name!r}", field="campaign", status=422)
+    return campaign.id
+
+
+def _numbers(body: Any, region: str) -> list[str]:
+    if not isinstance(body, dict) or not isinstance(body.get("destinations"), list):
+        raise IntakeError("destinations must be a list of phone numbers", field="destinations")
+    out = []
+    for i, raw in enumerate(body["destinations"]):
+        try:
+            out.append(normalize(str(raw), region))
+        except InvalidNumber as err:
+            raise IntakeError(str(err), field=f"destinations[{i}]") from None
+    return out
+
+
+@routes.get("/api/v1/blacklist")
+async def list_blacklist(request: web.Request) -> web.Response:
+    scope = await _blacklist_scope(request, request.query.get("campaign"))
+    limit = parse.integer(dict(request.query), "limit", lo=1, hi=10_000) or 1000
+    found = await request.app[SERVICES].store.blacklist_list(
+        scope, limit=limit, after=request.query.get("after", ""))
+    numbers = [d for d, _ in found]
+    return web.json_response({"destinations": numbers,
+                              "next_after": numbers[-1] if len(numbers) == limit else None})
+
+
+@routes.post("/api/v1/blacklist")
+@routes.delete("/api/v1/blacklist")
+async def change_blacklist(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    scope = await _blacklist_scope(request, body.get("campaign") if isinstance(body, dict)
+                                   else None)
+    numbers = _numbers(body, services.settings.phone.default_region)
+    entries = [(n, scope) for n in numbers]
+    if request.method == "POST":
+        return web.json_response({"added": await services.store.blacklist_add(entries)})
+    return web.json_response({"removed": await services.store.blacklist_remove(entries)})

@@ -1,0 +1,87 @@
+"""The HTTP application: error handling, authentication, route table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gateway.intake import IntakeError, Overloaded
+from gateway.services import Services
+from spool.base import Conflict, NotFound, StoreError, Tenant
+
+log = structlog.get_logger("smsgw.http")
+
+SERVICES = web.AppKey("services", Services)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem(status: int, error: str, field: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": error}
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except IntakeError as err:
+        return problem(err.status, str(err), err.field)
+    except Overloaded as err:
+        return problem(503, str(err), headers={"Retry-After": str(err.retry_after_s)})
+    except NotFound as err:
+        return problem(404, str(err))
+    except Conflict as err:
+        return problem(409, str(err), state=err.state.name if err.state is not None else None)
+    except StoreError as err:
+        log.warning("http.store_unavailable", path=request.path, error=str(err))
+        return problem(503, "storage unavailable; retry later", headers={"Retry-After": "5"})
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SERVICES].settings.server.max_body_bytes
+        return problem(413, f"request body larger than {limit} bytes", "body")
+    except web.HTTPException as err:
+        if err.status < 400 or err.content_type == "application/json":
+            raise
+        return problem(err.status, err.reason, headers={
+            k: v for k, v in err.headers.items() if k in ("Allow", "Retry-After")})
+
+
+async def json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise IntakeError("request body is empty", field="body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise IntakeError(f"malformed JSON: {err}", field="body") from None
+
+
+async def tenant(request: web.Request) -> Tenant:
+    services = request.app[SERVICES]
+    found = await services.auth.tenant(request.headers.get("X-Api-Key"))
+    if found is None:
+        raise web.HTTPUnauthorized(reason="missing or wrong X-Api-Key")
+    return found
+
+
+def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = None
+              ) -> web.Application:
+    from gateway.api import admin, health, messages, openapi
+
+    app = web.Application(middlewares=[errors],
+                          client_max_size=services.settings.server.max_body_bytes)
+    app[SERVICES] = services
+    app.add_routes(messages.routes)
+    app.add_routes(admin.routes)
+    app.add_routes(health.routes)
+    app.add_routes(openapi.routes)
+    if extra_routes:
+        app.add_routes(extra_routes)
+    return app

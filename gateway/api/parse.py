@@ -1,0 +1,83 @@
+"""Request field checks: each failure names the field (400)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.intake import IntakeError, Submission
+from spool.base import State
+
+MAX_KEY_LEN = 200
+
+
+def text(body: Mapping[str, Any], name: str, where: str = "", *, required: bool = False,
+         max_len: int | None = None) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise IntakeError(f"{name} is required", field=where + name)
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and name == "destination":
+        value = str(value)  # legacy callers send numbers as JSON numbers
+    if not isinstance(value, str):
+        raise IntakeError(f"{name} must be a string", field=where + name)
+    if max_len is not None and len(value) > max_len:
+        raise IntakeError(f"{name} is longer than {max_len} characters", field=where + name)
+    return value
+
+
+def integer(body: Mapping[str, Any], name: str, where: str = "", *,
+            lo: int = -1_000_000, hi: int = 1_000_000) -> int | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise IntakeError(f"{name} must be an integer from {lo} to {hi}", field=where + name)
+    return value
+
+
+def submission(body: Any, where: str = "") -> Submission:
+    if not isinstance(body, Mapping):
+        raise IntakeError("expected a JSON object", field=where.rstrip(".") or "body")
+    data = body.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise IntakeError("data must be an object", field=where + "data")
+    return Submission(
+        destination=text(body, "destination", where, required=True, max_len=64) or "",
+        message=text(body, "message", where, required=True, max_len=10_000) or "",
+        campaign=text(body, "campaign", where, max_len=200),
+        priority=integer(body, "priority", where),
+        agent=text(body, "agent", where, max_len=200),
+        data=data,
+        idempotency_key=text(body, "idempotency_key", where, max_len=MAX_KEY_LEN),
+    )
+
+
+def state(value: str | None) -> State | None:
+    if not value:
+        return None
+    try:
+        return State(int(value)) if value.isdigit() else State[value.upper()]
+    except (KeyError, ValueError):
+        names = ", ".join(f"{s.value}/{s.name}" for s in State)
+        raise IntakeError(f"unknown state {value!r} ({names})", field="state") from None
+
+
+def timestamp(value: str | None, name: str) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise IntakeError(f"{name} must be ISO-8601 or unix seconds", field=name) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()

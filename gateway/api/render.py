@@ -1,0 +1,42 @@
+"""JSON shapes of the API's records."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from spool.base import Campaign, Event, Message
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def message(m: Message, campaign_name: str | None) -> dict[str, Any]:
+    return {
+        "id": m.id, "campaign": campaign_name, "destination": m.destination,
+        "message": m.message, "priority": m.priority, "state": int(m.state),
+        "state_name": m.state.name, "channel": m.channel, "attempts": m.attempts,
+        "provider_ref": m.provider_ref, "error": m.error, "agent": m.agent, "data": m.data,
+        "kind": m.kind, "segments": m.segments, "cost": m.cost,
+        "idempotency_key": m.idempotency_key, "created_at": iso(m.created_at),
+        "sent_at": iso(m.sent_at), "delivered_at": iso(m.delivered_at),
+        "next_attempt_at": iso(m.next_attempt_at) if m.next_attempt_at else None,
+    }
+
+
+def event(e: Event) -> dict[str, Any]:
+    return {"at": iso(e.at), "state": int(e.state), "state_name": e.state.name,
+            "note": e.note, "channel": e.channel}
+
+
+def campaign(c: Campaign) -> dict[str, Any]:
+    return {
+        "name": c.name, "enabled": c.enabled, "channels": list(c.channels),
+        "priority": c.priority, "in_doubt": c.in_doubt, "dncr_check": c.dncr_check,
+        "time_between_ms": c.time_between_ms, "schedule": c.schedule,
+        "out_of_time_message": c.out_of_time_message, "created_at": iso(c.created_at),
+    }

@@ -1,0 +1,212 @@
+"""Assembly and lifecycle of the daemon.
+
+`App.run()` enters the components through an AsyncExitStack (they close in
+reverse order), runs the long-lived loops under a supervisor that restarts
+them with backoff, and waits on a stop event that signal handlers only set.
+On stop it drains in bounded stages: stop intake and claiming, give sends
+in flight `shutdown_grace_s`, return what is left to the spool, close
+channels, then the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import structlog
+from aiohttp import web
+
+from drivers.base import Channel, ChannelEvents
+from drivers.registry import DRIVERS
+from gateway.api.http import build_app
+from gateway.auth import Authenticator, OpenNetworks
+from gateway.campaigns import CampaignBook
+from gateway.dispatcher import Dispatcher, StartMarks
+from gateway.importer import SpoolFolderImporter
+from gateway.intake import Intake
+from gateway.recorder import Recorder
+from gateway.router import ChannelRunner, Router
+from gateway.sdnotify import Notifier, watchdog_loop
+from gateway.services import Services
+from gateway.settings import Settings
+from spool import open_store
+from spool.base import Store
+
+log = structlog.get_logger("smsgw.app")
+
+
+class App:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.store: Store = open_store(settings.storage.url,
+                                       synchronous=settings.storage.synchronous,
+                                       busy_timeout_ms=settings.storage.busy_timeout_ms)
+        self.events = ChannelEvents()
+        self.channels: list[tuple[Channel, int]] = []
+        self.services: Services | None = None
+        self.bound: list[tuple[str, int]] = []  # where the HTTP server listens
+        self.started = asyncio.Event()
+
+    def _build_channels(self) -> list[tuple[Channel, int]]:
+        built = []
+        for index, (cfg, options) in enumerate(zip(self.settings.channels,
+                                                   self.settings.driver_options, strict=True)):
+            spec = DRIVERS[cfg.driver]
+            built += [(ch, index) for ch in spec.build(cfg.name, options, self.events)]
+        return built
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        async with AsyncExitStack() as stack:
+            await self.store.open()
+            stack.push_async_callback(self.store.close)
+            version = await self.store.migrate()
+            campaigns = CampaignBook(self.store, clock=self.clock)
+            await campaigns.reload()
+            recorder = Recorder(self.store, clock=self.clock,
+                                flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
+            self.events.on_report = recorder.report
+            marks = StartMarks(self.store, self.clock)
+            runners = await self._start_channels(stack, recorder, marks, s)
+            router = Router(runners, clock=self.clock)
+            dispatcher = Dispatcher(self.store, router, campaigns, recorder, s.dispatcher,
+                                    clock=self.clock)
+            await dispatcher.recover_own()
+            intake = Intake(self.store, s, campaigns, on_accept=dispatcher.wake, clock=self.clock)
+            await intake.refresh_depth()
+            self.services = services = Services(
+                settings=s, store=self.store, campaigns=campaigns, intake=intake,
+                auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),
+                open_networks=OpenNetworks(s.server.legacy_open_networks), router=router)
+            importer = SpoolFolderImporter(services, clock=self.clock)
+
+            async with asyncio.TaskGroup() as tg:
+                sup = _Supervisor(tg)
+                sup.start("recorder", recorder.run)
+                sup.start("intake", intake.run)
+                sup.start("started-marks", marks.commit.run)
+                for runner in runners:
+                    sup.start(f"channel:{runner.name}", runner.run)
+                sup.start("dispatcher", dispatcher.run)
+                sup.start("leases", dispatcher.lease_keeper)
+                sup.start("depth", lambda: _every(1.0, intake.refresh_depth))
+                sup.start("campaigns", lambda: _every(1.0, campaigns.fresh))
+                if s.spool_folder.enabled:
+                    sup.start("spool-folder", importer.run)
+                site_runner = await self._serve(services)
+                sup.start("watchdog", lambda: watchdog_loop(
+                    self.notifier, lambda: services.ready, stop))
+                services.ready = True
+                where = ", ".join(f"http://{h}:{p}" for h, p in self.bound)
+                log.info("smsgw.started", listen=where, schema=version, node=dispatcher.node,
+                         channels=[r.name for r in runners], storage=_safe_url(s.storage.url))
+                self.notifier.ready(f"listening on {where}")
+                self.started.set()
+                await stop.wait()
+                await self._drain(services, site_runner, intake, dispatcher, recorder)
+                sup.cancel_all()
+
+    async def _start_channels(self, stack: AsyncExitStack, recorder: Recorder,
+                              marks: StartMarks, s: Settings) -> list[ChannelRunner]:
+        runners = []
+        self.channels = self._build_channels()
+        now = self.clock()
+        for channel, index in self.channels:
+            try:
+                await channel.start()
+            except Exception as err:  # a broken channel must not stop the others
+                log.error("channel.start_failed", channel=channel.name, error=str(err))
+            stack.push_async_callback(channel.close)
+            runner = ChannelRunner(channel, s.channels[index], s.dispatcher,
+                                   mark_started=marks.mark, sink=recorder.put, clock=self.clock)
+            runners.append(runner)
+        sent_today = await self.store.sent_per_channel_since(_midnight(now))
+        for runner in runners:
+            runner.preload_today(sent_today.get(runner.name, 0), now)
+        return runners
+
+    async def _serve(self, services: Services) -> web.AppRunner:
+        app = build_app(services)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=self.settings.dispatcher.shutdown_grace_s)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port,
+                           backlog=1024)
+        await site.start()
+        for sock in site._server.sockets if site._server else []:  # type: ignore[union-attr]
+            host, port = sock.getsockname()[:2]
+            self.bound.append((host, port))
+        return runner
+
+    async def _drain(self, services: Services, site_runner: web.AppRunner, intake: Intake,
+                     dispatcher: Dispatcher, recorder: Recorder) -> None:
+        grace = self.settings.dispatcher.shutdown_grace_s
+        self.notifier.stopping("draining")
+        services.ready = False
+        log.info("smsgw.stopping", in_flight=services.router.in_flight())
+        await site_runner.cleanup()  # stop intake: finishes open requests first
+        intake.close()
+        dispatcher.stop_claiming()
+        returned = dispatcher.return_queued()
+        finished = await dispatcher.wait_in_flight(grace)
+        with contextlib.suppress(TimeoutError):
+            await recorder.drain(timeout_s=max(grace, 5.0))
+        # Sends that did not finish in time: recovery decides (1 or 9 by policy).
+        got = await self.store.recover(self.clock(), node=dispatcher.node)
+        log.info("smsgw.drained", returned=returned, all_finished=finished,
+                 requeued=got.requeued, in_doubt=got.in_doubt)
+
+
+class _Supervisor:
+    """Owns every long-lived task: names it, logs a crash, restarts with backoff."""
+
+    def __init__(self, tg: asyncio.TaskGroup) -> None:
+        self._tg = tg
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        self._tasks.append(self._tg.create_task(self._keep(name, factory), name=name))
+
+    async def _keep(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        backoff = 0.5
+        while True:
+            began = time.monotonic()
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("task.crashed", task=name, restart_in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = 0.5 if time.monotonic() - began > 60 else min(backoff * 2, 30.0)
+
+    def cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
+async def _every(period_s: float, fn: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(period_s)
+        await fn()
+
+
+def _midnight(now: float) -> float:
+    local = time.localtime(now)
+    return time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def _safe_url(url: str) -> str:
+    # postgresql://user:password@host/db -> postgresql://user:***@host/db
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url

@@ -1,0 +1,1 @@
+"""The `smsgw` command line."""

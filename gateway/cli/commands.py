@@ -1,0 +1,268 @@
+"""The subcommands behind `smsgw`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gateway.api import render
+from gateway.app import App
+from gateway.auth import generate_key, hash_key
+from gateway.cli import output
+from gateway.cli.context import CliError, services, tenant_named
+from gateway.importer import FileImporter
+from gateway.intake import IntakeError, Submission
+from gateway.logging import configure_logging
+from gateway.phone import InvalidNumber, normalize
+from gateway.services import Services
+from gateway.settings import Settings
+from spool.base import Campaign, Conflict, State
+from spool.csvfile import BlacklistRow, read_blacklist_rows
+
+
+def run_daemon(settings: Settings) -> int:
+    configure_logging(settings.logging.level, settings.logging.format)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await App(settings).run(stop)
+    return 0
+
+
+async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    migrate = not (args.command == "db")
+    async with services(settings, migrate=migrate) as s:
+        handler = _HANDLERS[(args.command, getattr(args, "action", None))]
+        return await handler(args, s)
+
+
+async def db_migrate(args: argparse.Namespace, s: Services) -> int:
+    before = await s.store.schema_version()
+    after = await s.store.migrate()
+    print(f"schema version {after}" + (f" (was {before})" if before != after else ", up to date"))
+    return 0
+
+
+async def send(args: argparse.Namespace, s: Services) -> int:
+    tenant = await tenant_named(s, args.tenant)
+    try:
+        row = await s.intake.classify(tenant.id, Submission(
+            destination=args.to, message=args.text, campaign=args.campaign,
+            priority=args.priority))
+    except IntakeError as err:
+        raise CliError(f"{err.field}: {err}") from None
+    [row] = await s.intake.block_listed([row])
+    [inserted] = await s.store.insert_messages([row])
+    print(json.dumps({"id": inserted.id, "state": int(inserted.state),
+                      "state_name": inserted.state.name, "destination": row.destination,
+                      "segments": row.segments, "error": row.error}))
+    return 0
+
+
+async def import_csv(args: argparse.Namespace, s: Services) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    tenant = await tenant_named(s, args.tenant)
+    stat = path.stat()
+    errors_to = Path(args.errors) if args.errors else path.with_name(f"{path.stem}.errors.csv")
+    bar = output.ProgressBar(stat.st_size, enabled=sys.stderr.isatty())
+    summary = await FileImporter(s, tenant.id).run(
+        path, f"cli:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
+        errors_to=None if args.dry_run else errors_to, dry_run=args.dry_run,
+        progress=bar.update)
+    bar.done()
+    print(output.import_summary(summary, dry_run=args.dry_run,
+                                errors_path=None if args.dry_run else errors_to))
+    return 0
+
+
+async def status(args: argparse.Namespace, s: Services) -> int:
+    if args.message is not None:
+        return await _one_message(args, s)
+    counts = await s.store.counts()
+    names = {c.id: c.name for c in await s.store.list_campaigns()}
+    since = time.time() - 86400
+    per_channel = await s.store.sent_per_channel_since(since)
+    if args.json:
+        print(json.dumps({
+            "campaigns": [{"campaign": names.get(c.campaign, str(c.campaign)),
+                           "states": {State(k).name: v for k, v in sorted(c.by_state.items())},
+                           "cost": round(c.cost, 4)} for c in counts],
+            "channels_sent_24h": per_channel}, indent=2))
+        return 0
+    print(output.status_table(counts, names, per_channel))
+    return 0
+
+
+async def _one_message(args: argparse.Namespace, s: Services) -> int:
+    m = await s.store.get_message(None, args.message)
+    body = render.message(m, getattr(s.campaigns.by_id(m.campaign), "name", None))
+    body["history"] = [render.event(e) for e in await s.store.message_events(m.id)]
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _campaign_named(s: Services, tenant_name: str, name: str | None) -> int | None:
+    if not name:
+        return None
+    tenant = await tenant_named(s, tenant_name)
+    found = await s.store.campaign_by_name(tenant.id, name)
+    if found is None:
+        raise CliError(f"no campaign {name!r} for tenant {tenant_name!r}")
+    return found.id
+
+
+def _numbers(raw: list[str], region: str) -> list[str]:
+    try:
+        return [normalize(n, region) for n in raw]
+    except InvalidNumber as err:
+        raise CliError(str(err)) from None
+
+
+async def blacklist_change(args: argparse.Namespace, s: Services) -> int:
+    scope = await _campaign_named(s, args.tenant, args.campaign)
+    entries = [(n, scope) for n in _numbers(args.numbers, s.settings.phone.default_region)]
+    if args.action == "add":
+        print(f"added {await s.store.blacklist_add(entries, note='cli')}")
+    else:
+        print(f"removed {await s.store.blacklist_remove(entries)}")
+    return 0
+
+
+async def blacklist_list(args: argparse.Namespace, s: Services) -> int:
+    scope = await _campaign_named(s, args.tenant, args.campaign)
+    after = ""
+    while page := await s.store.blacklist_list(scope, after=after):
+        for number, _ in page:
+            print(number)
+        after = page[-1][0]
+    return 0
+
+
+async def blacklist_import(args: argparse.Namespace, s: Services) -> int:
+    tenant = await tenant_named(s, args.tenant)
+    region = s.settings.phone.default_region
+    entries, bad = [], 0
+    with open(args.file, "rb") as fh:
+        for row in read_blacklist_rows(fh):
+            problem = await _blacklist_entry(s, tenant.id, row, region, entries)
+            if problem:
+                bad += 1
+                print(f"line {row.line}: {problem}", file=sys.stderr)
+    added = await s.store.blacklist_add(entries, note=f"import {os.path.basename(args.file)}")
+    print(f"added {added} (of {len(entries)} valid rows; {bad} rejected)")
+    return 0
+
+
+async def _blacklist_entry(s: Services, tenant: int, row: object, region: str,
+                           entries: list[tuple[str, int | None]]) -> str | None:
+    if not isinstance(row, BlacklistRow):
+        return getattr(row, "reason", "unreadable row")
+    scope = None
+    if row.campaign:
+        found = await s.store.campaign_by_name(tenant, row.campaign)
+        if found is None:
+            return f"unknown campaign {row.campaign!r}"
+        scope = found.id
+    try:
+        entries.append((normalize(row.destination, region), scope))
+    except InvalidNumber as err:
+        return str(err)
+    return None
+
+
+async def campaign_create(args: argparse.Namespace, s: Services) -> int:
+    tenant = await tenant_named(s, args.tenant)
+    channels = tuple(c.strip() for c in args.channels.split(",") if c.strip()) \
+        if args.channels else ()
+    unknown = [c for c in channels if c not in s.router.runners]
+    if unknown:
+        raise CliError(f"unknown channel(s): {', '.join(unknown)} "
+                       f"(configured: {', '.join(s.router.runners)})")
+    try:
+        created = await s.store.create_campaign(Campaign(
+            id=0, tenant=tenant.id, name=args.name, enabled=not args.stopped, channels=channels,
+            priority=args.priority, in_doubt=args.in_doubt, dncr_check=not args.no_dncr))
+    except Conflict as err:
+        raise CliError(str(err)) from None
+    print(json.dumps(render.campaign(created)))
+    return 0
+
+
+async def campaign_toggle(args: argparse.Namespace, s: Services) -> int:
+    campaign_id = await _campaign_named(s, args.tenant, args.name)
+    assert campaign_id is not None
+    updated = await s.store.update_campaign(campaign_id, enabled=args.action == "start")
+    print(f"campaign {updated.name}: {'started' if updated.enabled else 'stopped'}")
+    return 0
+
+
+async def campaign_list(args: argparse.Namespace, s: Services) -> int:
+    tenant = await tenant_named(s, args.tenant) if args.tenant else None
+    for c in await s.store.list_campaigns(tenant.id if tenant else None):
+        state = "running" if c.enabled else "stopped"
+        pool = ",".join(c.channels) or "(all sms)"
+        print(f"{c.tenant:>3} {c.name:<24} {state:<8} channels={pool} in_doubt={c.in_doubt}")
+    return 0
+
+
+async def tenant_add(args: argparse.Namespace, s: Services) -> int:
+    key = generate_key()
+    try:
+        tenant = await s.store.create_tenant(args.name, hash_key(key), args.webhook_url)
+    except Conflict as err:
+        raise CliError(str(err)) from None
+    print(f"tenant {tenant.name} (id {tenant.id}) created.")
+    print(f"API key (shown once, store it now): {key}")
+    return 0
+
+
+async def tenant_key(args: argparse.Namespace, s: Services) -> int:
+    tenant = await tenant_named(s, args.name)
+    key = generate_key()
+    await s.store.add_api_key(tenant.id, hash_key(key))
+    print(f"API key for {tenant.name} (shown once): {key}")
+    return 0
+
+
+async def tenant_list(args: argparse.Namespace, s: Services) -> int:
+    for t in await s.store.list_tenants():
+        print(f"{t.id:>3} {t.name:<24} webhook={t.webhook_url or '-'}")
+    return 0
+
+
+_HANDLERS = {
+    ("db", "migrate"): db_migrate,
+    ("send", None): send,
+    ("import", None): import_csv,
+    ("status", None): status,
+    ("blacklist", "add"): blacklist_change,
+    ("blacklist", "remove"): blacklist_change,
+    ("blacklist", "list"): blacklist_list,
+    ("blacklist", "import"): blacklist_import,
+    ("campaign", "create"): campaign_create,
+    ("campaign", "start"): campaign_toggle,
+    ("campaign", "stop"): campaign_toggle,
+    ("campaign", "list"): campaign_list,
+    ("tenant", "add"): tenant_add,
+    ("tenant", "key"): tenant_key,
+    ("tenant", "list"): tenant_list,
+}

@@ -1,0 +1,153 @@
+"""Dispatcher: spool -> blacklist -> router, under leases.
+
+Claims take only what the channels can start soon, so a lease never waits
+long behind a slow modem. Just before a channel is asked to send, the row
+gets `started_at` (group-committed with its neighbours); that mark is what
+tells recovery whether a crashed send may have gone out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from gateway.batching import GroupCommit
+from gateway.campaigns import CampaignBook
+from gateway.recorder import Recorder
+from gateway.router import Router
+from gateway.settings import DispatcherSettings
+from spool.base import Blocked, Claimed, Retry, Store
+
+log = structlog.get_logger("smsgw.dispatcher")
+
+NO_CHANNEL_RETRY_S = 5.0
+
+
+class StartMarks:
+    """`started_at` marks, group-committed: a send waits for its own mark."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self.commit: GroupCommit[tuple[int, str], None] = GroupCommit(
+            "started", self._flush, max_items=2000)
+
+    async def mark(self, message_id: int, channel: str) -> None:
+        await self.commit.submit((message_id, channel))
+
+    async def _flush(self, items: list[tuple[int, str]]) -> list[None]:
+        await self._store.mark_started(items, self._clock())
+        return [None] * len(items)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, router: Router, campaigns: CampaignBook,
+                 recorder: Recorder, policy: DispatcherSettings, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._router = router
+        self._campaigns = campaigns
+        self._recorder = recorder
+        self._policy = policy
+        self._clock = clock
+        self.node = policy.node_name
+        self._wake = asyncio.Event()
+        self._claiming = True
+        self.claimed_total = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        self._claiming = False
+        self._wake.set()
+
+    async def run(self) -> None:
+        poll_s = self._policy.poll_interval_ms / 1000
+        while self._claiming:
+            free = min(self._router.free_capacity(),
+                       self._policy.max_in_flight - self._router.in_flight())
+            if free <= 0:
+                await _wait(self._router.capacity_changed, poll_s)
+                continue
+            await self._campaigns.fresh()
+            now = self._clock()
+            batch = await self._store.claim(
+                self.node, min(free, self._policy.batch_size), now,
+                now + self._policy.claim_lease_s, self._campaigns.sendable(now))
+            if not batch:
+                await _wait(self._wake, poll_s)
+                continue
+            self.claimed_total += len(batch)
+            await self._dispatch(batch)
+
+    async def _dispatch(self, batch: list[Claimed]) -> None:
+        checked = [(m.destination, m.campaign) for m in batch if self._campaigns.dncr(m.campaign)]
+        hits = await self._store.blacklisted(checked) if checked else set()
+        for message in batch:
+            if (message.destination, message.campaign) in hits:
+                self._recorder.put(Blocked(message.id, "destination is on the blacklist"))
+                continue
+            campaign = self._campaigns.by_id(message.campaign)
+            names = campaign.channels if campaign else ()
+            runner = self._router.pick(names, message.kind)
+            if runner is None:
+                self._recorder.put(Retry(message.id, None, "no channel available",
+                                         self._clock() + NO_CHANNEL_RETRY_S,
+                                         counts_as_attempt=False))
+                continue
+            await runner.offer(message)
+
+    # leases -------------------------------------------------------------------
+    async def recover_own(self) -> None:
+        """At start: whatever this node held when it last stopped is not in flight now."""
+        got = await self._store.recover(self._clock(), node=self.node)
+        if got.requeued or got.in_doubt:
+            log.warning("leases.recovered", node=self.node, requeued=got.requeued,
+                        in_doubt=got.in_doubt, resent=got.resent)
+
+    async def lease_keeper(self) -> None:
+        """Renew this node's leases and take back those of nodes that died."""
+        period = self._policy.claim_lease_s / 3
+        while True:
+            await asyncio.sleep(period)
+            now = self._clock()
+            await self._store.renew_leases(self.node, now + self._policy.claim_lease_s)
+            got = await self._store.recover(now)
+            if got.requeued or got.in_doubt:
+                log.warning("leases.expired", requeued=got.requeued, in_doubt=got.in_doubt,
+                            resent=got.resent)
+
+    # shutdown -------------------------------------------------------------------
+    def return_queued(self) -> int:
+        """Hand back what no channel has started; it was never sent."""
+        now = self._clock()
+        count = 0
+        for runner in self._router.runners.values():
+            for message in runner.take_queued():
+                self._recorder.put(Retry(message.id, None, "shutting down", now,
+                                         counts_as_attempt=False))
+                count += 1
+        return count
+
+    async def wait_in_flight(self, timeout_s: float) -> bool:
+        deadline = self._clock() + timeout_s
+        while self._router.in_flight() > 0:
+            left = deadline - self._clock()
+            if left <= 0:
+                return False
+            self._router.capacity_changed.clear()
+            await _wait(self._router.capacity_changed, min(left, 0.1))
+        return True
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        pass
+    event.clear()

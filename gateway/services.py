@@ -1,0 +1,24 @@
+"""What the HTTP layer, the CLI and the importers share of a running gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.auth import Authenticator, OpenNetworks
+from gateway.campaigns import CampaignBook
+from gateway.intake import Intake
+from gateway.router import Router
+from gateway.settings import Settings
+from spool.base import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    campaigns: CampaignBook
+    intake: Intake
+    auth: Authenticator
+    open_networks: OpenNetworks
+    router: Router
+    ready: bool = False

@@ -1,0 +1,122 @@
+"""Shared fixtures: a real daemon (in-process or as a process) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.app import App
+from gateway.auth import generate_key, hash_key
+from gateway.sdnotify import Notifier
+from gateway.settings import Settings, settings_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def loopback_channel(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "driver": "loopback", "cost": 0.15, "report_delay_ms": 50, **extra}
+
+
+def config(tmp: Path, *, channels: list[dict[str, Any]] | None = None,
+           **sections: dict[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "server": {"port": 0},
+        "storage": {"url": f"sqlite:///{tmp / 'spool.db'}", "synchronous": "normal"},
+        "dispatcher": {"node_name": "test-node", "poll_interval_ms": 20,
+                       "retry_base_s": 0.05, "retry_max_s": 0.2, "shutdown_grace_s": 2},
+        "spool_folder": {"path": str(tmp / "spool"), "poll_interval_s": 0.05, "stable_s": 0.1},
+        "logging": {"format": "json", "level": "warning"},
+        "channels": channels if channels is not None else [loopback_channel("loop-a"),
+                                                           loopback_channel("loop-b")],
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@dataclass
+class Running:
+    app: App
+    url: str
+    key: str  # API key of tenant "default"
+    other_key: str  # API key of tenant "other"
+    session: aiohttp.ClientSession
+
+    @property
+    def store(self) -> Any:
+        return self.app.store
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"X-Api-Key": key or self.key}
+
+    async def wait_for(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = await check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            await asyncio.sleep(0.02)
+
+
+async def start_app(settings: Settings) -> tuple[App, asyncio.Event, asyncio.Task[None]]:
+    app = App(settings, notifier=Notifier({}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    started = asyncio.create_task(app.started.wait())
+    done, _ = await asyncio.wait({task, started}, timeout=20,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        started.cancel()
+        task.result()  # raises the start-up error
+    assert started in done, "daemon did not start in time"
+    return app, stop, task
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process daemons; `await make_gateway(channels=..., dispatcher={...})`."""
+    started: list[tuple[asyncio.Event, asyncio.Task[None], aiohttp.ClientSession]] = []
+
+    async def make(**overrides: Any) -> Running:
+        settings = settings_from_dict(config(tmp_path, **overrides))
+        app, stop, task = await start_app(settings)
+        keys = []
+        for name in ("default", "other"):
+            key = generate_key()
+            tenant = await app.store.tenant_by_name(name)
+            if tenant is None:
+                await app.store.create_tenant(name, hash_key(key))
+            else:
+                await app.store.add_api_key(tenant.id, hash_key(key))
+            keys.append(key)
+        assert app.services is not None
+        await app.services.campaigns.reload()
+        host, port = app.bound[0]
+        session = aiohttp.ClientSession()
+        started.append((stop, task, session))
+        return Running(app, f"http://{host}:{port}", keys[0], keys[1], session)
+
+    yield make
+    for stop, task, session in reversed(started):
+        await session.close()
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+async def gateway(make_gateway: Callable[..., Any]) -> Running:
+    return await make_gateway()
