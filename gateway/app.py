@@ -124,7 +124,7 @@ class App:
                 log.error("channel.start_failed", channel=channel.name, error=str(err))
             stack.push_async_callback(channel.close)
             runner = ChannelRunner(channel, s.channels[index], s.dispatcher,
-                                   mark_started=marks.mark, sink=recorder.put, clock=self.clock)
+                                   mark_started=marks.mark, sink=recorder.commit, clock=self.clock)
             runners.append(runner)
         sent_today = await self.store.sent_per_channel_since(_midnight(now))
         for runner in runners:

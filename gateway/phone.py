@@ -91,7 +91,7 @@ def _lexical_problem(digits: str) -> str:
 
 def _validity_problem(number: PhoneNumber) -> str:
     """Why a parsed number cannot be reached, or "" when it is valid."""
-    code = number.country_code
+    code = number.country_code or 0
     region = phonenumbers.region_code_for_country_code(code)
     if region == phonenumbers.UNKNOWN_REGION:
         return f"unknown country calling code +{code}"

@@ -33,15 +33,27 @@ class Recorder:
         self._clock = clock
         self._on_recorded = on_recorded
         self._outcomes: list[Outcome] = []
+        self._waiters: list[asyncio.Future[None] | None] = []
         self._reports: list[tuple[float, Report]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
     def put(self, outcome: Outcome) -> None:
+        """Record soon; nobody waits (the row was never handed to a channel)."""
         self._outcomes.append(outcome)
+        self._waiters.append(None)
         self._idle.clear()
         self._wake.set()
+
+    async def commit(self, outcome: Outcome) -> None:
+        """Record and wait until it is durable. A channel slot is freed only
+        then, so a crash can leave in doubt at most one message per slot."""
+        fut = asyncio.get_running_loop().create_future()
+        self._outcomes.append(outcome)
+        self._waiters.append(fut)
+        self._wake.set()
+        await fut
 
     async def report(self, dr: DeliveryReport) -> None:
         self._reports.append((self._clock(), Report(dr.channel, dr.provider_ref, dr.delivered,
@@ -74,12 +86,17 @@ class Recorder:
 
     async def flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
+        waiters, self._waiters = self._waiters, []
         try:
             if outcomes:
                 await self._store.record(outcomes, self._clock())
         except BaseException:
             self._outcomes[:0] = outcomes
+            self._waiters[:0] = waiters
             raise
+        for fut in waiters:
+            if fut is not None and not fut.done():
+                fut.set_result(None)
         if outcomes:
             _log_batch(outcomes)
             self._on_recorded(outcomes)

@@ -24,7 +24,7 @@ from spool.base import Claimed, Failed, Outcome, Retry, Sent
 log = structlog.get_logger("smsgw.router")
 
 MarkStarted = Callable[[int, str], Awaitable[None]]
-Sink = Callable[[Outcome], None]
+Sink = Callable[[Outcome], Awaitable[None]]  # returns once the outcome is durable
 
 
 class ChannelRunner:
@@ -111,12 +111,12 @@ class ChannelRunner:
                 if self._resting():
                     # Blocked or down since this was queued: back to the spool
                     # at once, unsent, so the router can pick another channel.
-                    self._sink(Retry(message.id, None, f"channel {self.name} unavailable",
-                                     self._clock(), counts_as_attempt=False))
+                    await self._sink(Retry(message.id, None, f"channel {self.name} unavailable",
+                                           self._clock(), counts_as_attempt=False))
                     continue
                 await self._throttle()
                 await self._mark_started(message.id, self.name)
-                self._sink(await self._send(message))
+                await self._sink(await self._send(message))
             finally:
                 self.load -= 1
                 self.freed()

@@ -194,12 +194,26 @@ def _converted(
         line, end = end + 1, reader.line_num
         if flags:
             problem = _take_flag(flags, line, end) or problem
-        result: Row | str = problem or (convert(line, fields) if fields else "")
-        if isinstance(result, str) and (problem or not _blank(fields)):
-            result = CsvRowError(line, "".join(raw), result)
+        result = _result(line, fields, problem, raw, convert)
         raw.clear()
-        if not isinstance(result, str):
+        if result is not None:
             yield fields, result
+
+
+def _result(
+    line: int, fields: list[str], problem: str, raw: list[str], convert: Convert[Row]
+) -> Row | CsvRowError | None:
+    """The record as a row or an error; None for a blank record."""
+    if not problem:
+        if not fields:
+            return None
+        converted = convert(line, fields)
+        if not isinstance(converted, str):
+            return converted
+        if _blank(fields):
+            return None
+        problem = converted
+    return CsvRowError(line, "".join(raw), problem)
 
 
 def _next_record(reader: Iterator[list[str]]) -> tuple[list[str], str] | None:

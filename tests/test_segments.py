@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
@@ -10,11 +11,15 @@ from hypothesis import strategies as st
 
 from drivers.sms.segments import Segmented, count_segments, is_gsm7, split
 
-GSM: Any
-try:
-    from smspdudecoder.codecs import GSM
-except ImportError:  # smspdudecoder 2.2 imports bitstring.BitStream, gone in bitstring 5
-    GSM = None
+
+def _smspdudecoder_gsm() -> Any:
+    try:
+        return importlib.import_module("smspdudecoder.codecs").GSM
+    except ImportError:  # smspdudecoder 2.2 imports bitstring.BitStream, gone in bitstring 5
+        return None
+
+
+GSM = _smspdudecoder_gsm()
 needs_smspdudecoder = pytest.mark.skipif(GSM is None, reason="smspdudecoder does not import")
 
 # 3GPP TS 23.038 default alphabet (ESC left out) and its extension table.

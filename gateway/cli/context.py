@@ -27,6 +27,10 @@ async def _no_mark(message_id: int, channel: str) -> None:  # CLI never sends
     return None
 
 
+async def _no_sink(outcome: object) -> None:
+    return None
+
+
 def offline_router(settings: Settings) -> Router:
     """Channels as configured (for pools and prices); none is started."""
     runners = []
@@ -34,7 +38,7 @@ def offline_router(settings: Settings) -> Router:
     for cfg, options in zip(settings.channels, settings.driver_options, strict=True):
         for channel in DRIVERS[cfg.driver].build(cfg.name, options, events):
             runners.append(ChannelRunner(channel, cfg, settings.dispatcher,
-                                         mark_started=_no_mark, sink=lambda _: None))
+                                         mark_started=_no_mark, sink=_no_sink))
     return Router(runners)
 
 
