@@ -166,7 +166,7 @@ class _ErrorReport:
         self.count = len(kept)
 
     def add(self, error: CsvRowError) -> None:
-        self._out.writerow([error.line, error.reason, error.raw])
+        self._out.writerow([error.line, error.reason, error.raw.rstrip("\r\n")])
         self.count += 1
 
     def flush(self) -> None:

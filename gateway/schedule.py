@@ -75,9 +75,10 @@ def parse_schedule(obj: Mapping[str, Any]) -> Schedule:
     """
     obj = _mapping(obj, "schedule", required={"timezone", "windows"}, optional={"exceptions"})
     windows = obj["windows"]
-    if not isinstance(windows, Sequence) or isinstance(windows, str) or not windows:
-        # An empty list would silently stop the campaign for good.
-        raise ValueError("schedule.windows: expected a non-empty list of windows")
+    # An empty list is allowed: it is how a campaign is held closed (the
+    # campaign cache falls back to it for a stored schedule that stopped parsing).
+    if not isinstance(windows, Sequence) or isinstance(windows, str):
+        raise ValueError("schedule.windows: expected a list of windows")
     exceptions = obj.get("exceptions", [])
     if not isinstance(exceptions, Sequence) or isinstance(exceptions, str):
         raise ValueError("schedule.exceptions: expected a list of YYYY-MM-DD dates")

@@ -191,9 +191,18 @@ def test_surrogate_pair_straddling_67_moves_whole() -> None:
     assert count_segments(text) == ("ucs2", 2)
 
 
-def test_lone_surrogate_is_rejected() -> None:
-    with pytest.raises(ValueError):
-        split("a\ud800b")
+def test_lone_surrogates_go_out_as_question_marks() -> None:
+    # JSON can carry "\ud83d" alone; a split pair is two lone halves.
+    assert split("a\ud800b") == Segmented("ucs2", ("a?b".encode("utf-16-be"),))
+    text = "ç" * 66 + "\ud83d\ude00" + "ç" * 10
+    assert part_lengths(text) == [134, 22]
+    assert count_segments(text) == ("ucs2", 2)
+
+
+@given(st.text(st.characters(codec=None, categories=["Cs", "Ll", "So"]), max_size=200))
+def test_lone_surrogates_never_raise(text: str) -> None:
+    seg = split(text)
+    assert count_segments(text) == (seg.encoding, seg.count)
 
 
 # -- properties -----------------------------------------------------------

@@ -140,9 +140,10 @@ def _split_ucs2(data: bytes) -> tuple[bytes, ...]:
 
 
 def _encode_ucs2(text: str) -> bytes:
-    # Strict on purpose: a lone surrogate (JSON allows "\ud800") has no
-    # encoding a handset can show, so it is the caller's input error.
-    return text.encode("utf-16-be")
+    # JSON allows a lone surrogate ("\ud800"), which no handset can show.
+    # It goes out as "?" (one unit, like the counting assumes) rather than
+    # raising on the intake hot path.
+    return text.encode("utf-16-be", "replace")
 
 
 def count_segments(text: str) -> tuple[Encoding, int]:
@@ -168,11 +169,7 @@ def count_segments(text: str) -> tuple[Encoding, int]:
 
 
 def split(text: str) -> Segmented:
-    """Cut `text` into parts; empty text is one empty part.
-
-    Raises UnicodeEncodeError (a ValueError) for text holding a lone
-    surrogate, which neither alphabet can carry.
-    """
+    """Cut `text` into parts; empty text is one empty part."""
     try:
         septets = _encode_gsm7(text)
     except UnicodeEncodeError:

@@ -15,7 +15,7 @@ from gateway.api import render
 from gateway.app import App
 from gateway.auth import generate_key, hash_key
 from gateway.cli import output
-from gateway.cli.context import CliError, services, tenant_named
+from gateway.cli.context import CliError, opened_store, services, tenant_named
 from gateway.importer import FileImporter
 from gateway.intake import IntakeError, Submission
 from gateway.logging import configure_logging
@@ -47,15 +47,17 @@ async def _run(settings: Settings) -> int:
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    migrate = not (args.command == "db")
-    async with services(settings, migrate=migrate) as s:
+    if args.command == "db":
+        return await db_migrate(settings)
+    async with services(settings) as s:
         handler = _HANDLERS[(args.command, getattr(args, "action", None))]
         return await handler(args, s)
 
 
-async def db_migrate(args: argparse.Namespace, s: Services) -> int:
-    before = await s.store.schema_version()
-    after = await s.store.migrate()
+async def db_migrate(settings: Settings) -> int:
+    async with opened_store(settings) as store:
+        before = await store.schema_version()
+        after = await store.migrate()
     print(f"schema version {after}" + (f" (was {before})" if before != after else ", up to date"))
     return 0
 
@@ -250,7 +252,6 @@ async def tenant_list(args: argparse.Namespace, s: Services) -> int:
 
 
 _HANDLERS = {
-    ("db", "migrate"): db_migrate,
     ("send", None): send,
     ("import", None): import_csv,
     ("status", None): status,

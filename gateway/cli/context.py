@@ -16,7 +16,7 @@ from gateway.router import ChannelRunner, Router
 from gateway.services import Services
 from gateway.settings import Settings
 from spool import open_store
-from spool.base import Tenant
+from spool.base import Store, Tenant
 
 
 class CliError(Exception):
@@ -43,13 +43,21 @@ def offline_router(settings: Settings) -> Router:
 
 
 @asynccontextmanager
-async def services(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Services]:
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
     store = open_store(settings.storage.url, synchronous=settings.storage.synchronous,
                        busy_timeout_ms=settings.storage.busy_timeout_ms)
     await store.open()
     try:
-        if migrate:
-            await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    """Everything a command needs; the schema is brought up to date first."""
+    async with opened_store(settings) as store:
+        await store.migrate()
         campaigns = CampaignBook(store)
         await campaigns.reload()
         yield Services(settings=settings, store=store, campaigns=campaigns,
@@ -57,8 +65,6 @@ async def services(settings: Settings, *, migrate: bool = True) -> AsyncIterator
                        auth=Authenticator(store),
                        open_networks=OpenNetworks(settings.server.legacy_open_networks),
                        router=offline_router(settings))
-    finally:
-        await store.close()
 
 
 async def tenant_named(s: Services, name: str) -> Tenant:
