@@ -110,8 +110,9 @@ class FileImporter:
         name = item.campaign or self._default
         campaign = await self._s.campaigns.by_name(self._tenant, name)
         if campaign is None:
-            return CsvRowError(item.line, f"{item.campaign};{item.destination};...",
-                               f"unknown campaign {name!r}")
+            raw = ";".join([item.campaign, item.destination, item.message,
+                            "" if item.priority is None else str(item.priority)])
+            return CsvRowError(item.line, raw, f"unknown campaign {name!r}")
         return self._s.intake.classify_row(
             self._tenant, campaign,
             Submission(destination=item.destination, message=item.message, campaign=name,
