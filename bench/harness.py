@@ -283,6 +283,7 @@ class Figure:
     failed: str | None = None
     extra_ok: bool = True  # a second condition of the target (e.g. "flat")
     target_text: str = ""
+    note: str = ""  # latency, checks: printed under the table
 
     @property
     def ratio(self) -> float | None:
@@ -324,4 +325,7 @@ def table(figures: list[Figure]) -> str:
         cells = [c.rjust(w) if i in right else c.ljust(w)
                  for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))]
         out.append("  ".join(cells) + "  " + r[-1])
+    notes = [f"  {f.name}: {f.note}" for f in figures if f.note]
+    if notes:
+        out += ["", "details:", *notes]
     return "\n".join(out)

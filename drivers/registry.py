@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
 from drivers import loopback
 from drivers.base import Channel, ChannelEvents
 
-Build = Callable[[str, BaseModel, ChannelEvents], list[Channel]]
+Build = Callable[[str, Any, ChannelEvents], Sequence[Channel]]
 
 
 @dataclass(frozen=True)

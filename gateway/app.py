@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -139,7 +140,8 @@ class App:
         site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port,
                            backlog=1024)
         await site.start()
-        for sock in site._server.sockets if site._server else []:  # type: ignore[union-attr]
+        server: Any = site._server  # aiohttp keeps the asyncio.Server here
+        for sock in server.sockets if server else []:
             host, port = sock.getsockname()[:2]
             self.bound.append((host, port))
         return runner

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 import structlog
 
@@ -79,7 +79,7 @@ class FileImporter:
             await self._s.store.finish_import(self._progress(key, summary, done=True))
         return summary
 
-    async def _rows(self, fh: IO[bytes], key: str, start: int, summary: ImportSummary,
+    async def _rows(self, fh: BinaryIO, key: str, start: int, summary: ImportSummary,
                     errors: _ErrorReport | None, dry_run: bool, progress: Progress | None) -> None:
         batch: list[NewMessage] = []
         last_line = start

@@ -136,7 +136,8 @@ class ChannelRunner:
             await asyncio.sleep(wait)
 
     async def _send(self, m: Claimed) -> Outcome:
-        out = OutgoingMessage(id=m.id, destination=m.destination, text=m.message, kind=m.kind,
+        out = OutgoingMessage(id=m.id, destination=m.destination, text=m.message,
+                              kind="whatsapp" if m.kind == "whatsapp" else "sms",
                               data=m.data or {}, attempt=m.attempts + 1)
         try:
             async with asyncio.timeout(self._cfg.send_timeout_s):

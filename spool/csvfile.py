@@ -101,32 +101,6 @@ def errors_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.errors.csv")
 
 
-def write_errors(path: Path, errors: Iterable[CsvRowError], *, append: bool = False) -> int:
-    """Write `errors_path(path)` as `line;reason;raw` and return how many rows.
-
-    No errors, no file. `append` adds to an existing report, for an import
-    resumed with `start_line` whose earlier errors are already in it.
-    """
-    pending = iter(errors)
-    first = next(pending, None)
-    if first is None:
-        return 0
-    target = errors_path(path)
-    fresh = not (append and target.exists() and target.stat().st_size > 0)
-    count = 0
-    with target.open("w" if fresh else "a", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out, delimiter=";")
-        if fresh:
-            writer.writerow(("line", "reason", "raw"))
-        for error in chain((first,), pending):
-            writer.writerow((error.line, error.reason, error.raw.rstrip("\r\n")))
-            count += 1
-    return count
-
-
-# -- conversion -------------------------------------------------------------
-
-
 def _message_row(line: int, fields: list[str]) -> CsvRow | str:
     if len(fields) == 4:
         campaign, destination, message, priority_text = fields

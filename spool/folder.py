@@ -17,6 +17,8 @@ from pathlib import Path
 
 import structlog
 
+from spool.csvfile import errors_path
+
 log = structlog.get_logger("smsgw.spool_folder")
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".errors.csv")
@@ -81,7 +83,7 @@ class SpoolFolder:
         # file in incoming/, where its finished import is simply moved again.
         if part.exists():
             if part.stat().st_size > 0:
-                os.replace(part, target.with_name(f"{target.stem}.errors.csv"))
+                os.replace(part, errors_path(target))
             else:
                 part.unlink()
         os.replace(path, target)

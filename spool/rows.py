@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from spool.base import Campaign, Claimed, Event, Message, State, Tenant
+
+# sqlite3.Row, asyncpg.Record: anything indexable by column name.
+Row = Any
 
 CAMPAIGN_FIELDS = ("enabled", "channels", "priority", "in_doubt", "dncr_check",
                    "time_between_ms", "schedule", "out_of_time_message")
@@ -20,11 +22,11 @@ def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def tenant(row: Mapping[str, Any]) -> Tenant:
+def tenant(row: Row) -> Tenant:
     return Tenant(id=row["id"], name=row["name"], webhook_url=row["webhook_url"])
 
 
-def campaign(row: Mapping[str, Any]) -> Campaign:
+def campaign(row: Row) -> Campaign:
     return Campaign(
         id=row["id"], tenant=row["tenant"], name=row["name"], enabled=bool(row["enabled"]),
         channels=tuple(json.loads(row["channels"] or "[]")), priority=row["priority"],
@@ -44,7 +46,7 @@ def campaign_column(name: str, value: Any) -> Any:
     return value
 
 
-def message(row: Mapping[str, Any]) -> Message:
+def message(row: Row) -> Message:
     return Message(
         id=row["id"], tenant=row["tenant"], campaign=row["campaign"],
         destination=row["destination"], message=row["message"], priority=row["priority"],
@@ -56,12 +58,12 @@ def message(row: Mapping[str, Any]) -> Message:
         idempotency_key=row["idempotency_key"], journey_id=row["journey_id"])
 
 
-def claimed(row: Mapping[str, Any]) -> Claimed:
+def claimed(row: Row) -> Claimed:
     return Claimed(id=row["id"], tenant=row["tenant"], campaign=row["campaign"],
                    destination=row["destination"], message=row["message"], kind=row["kind"],
                    attempts=row["attempts"], data=loads(row["data"]))
 
 
-def event(row: Mapping[str, Any]) -> Event:
+def event(row: Row) -> Event:
     return Event(at=row["at"], state=State(row["state"]), note=row["note"],
                  channel=row["channel"])

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from itertools import islice
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,10 +14,8 @@ from spool.csvfile import (
     BlacklistRow,
     CsvRow,
     CsvRowError,
-    errors_path,
     read_blacklist_rows,
     read_message_rows,
-    write_errors,
 )
 
 
@@ -261,35 +257,6 @@ def test_blacklist_errors() -> None:
 
 
 # -- error reports ----------------------------------------------------------
-
-
-def test_write_errors(tmp_path: Path) -> None:
-    source = tmp_path / "batch.csv"
-    errors = [
-        CsvRowError(3, "promo;;x\r\n", "empty destination"),
-        CsvRowError(7, 'promo;1;"a;\nb";z\n', "priority must be an integer, got 'z'"),
-    ]
-    assert write_errors(source, iter(errors)) == 2
-    assert errors_path(source) == tmp_path / "batch.errors.csv"
-    with errors_path(source).open(encoding="utf-8", newline="") as f:
-        assert list(csv.reader(f, delimiter=";")) == [
-            ["line", "reason", "raw"],
-            ["3", "empty destination", "promo;;x"],
-            ["7", "priority must be an integer, got 'z'", 'promo;1;"a;\nb";z'],
-        ]
-
-
-def test_write_errors_append_and_nothing_to_write(tmp_path: Path) -> None:
-    source = tmp_path / "dncr.CSV"
-    assert write_errors(source, []) == 0
-    assert not errors_path(source).exists()
-    write_errors(source, [CsvRowError(1, "x", "empty phone")])
-    write_errors(source, [CsvRowError(9, "y", "empty phone")], append=True)
-    text = (tmp_path / "dncr.errors.csv").read_bytes()
-    assert text == b"line;reason;raw\r\n1;empty phone;x\r\n9;empty phone;y\r\n"
-    # Without append a new import starts a new report.
-    write_errors(source, [CsvRowError(2, "z", "empty phone")])
-    assert errors_path(source).read_bytes() == b"line;reason;raw\r\n2;empty phone;z\r\n"
 
 
 # -- properties ---------------------------------------------------------------

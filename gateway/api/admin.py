@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,44 +31,55 @@ async def _campaign(request: web.Request) -> Campaign:
 def campaign_changes(body: dict[str, Any], services: Services) -> dict[str, Any]:
     """Validate the settable attributes of a campaign; each error names its field."""
     out: dict[str, Any] = {}
-    if "enabled" in body:
-        out["enabled"] = _bool(body, "enabled")
-    if "dncr_check" in body:
-        out["dncr_check"] = _bool(body, "dncr_check")
-    if "channels" in body:
-        names = body["channels"]
-        known = set(services.router.runners)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise IntakeError("channels must be a list of channel names", field="channels")
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise IntakeError(f"unknown channel(s) {', '.join(unknown)} "
-                              f"(configured: {', '.join(sorted(known))})", field="channels")
-        out["channels"] = tuple(names)
-    for name in ("priority", "time_between_ms"):
+    for name, check in _CHECKS.items():
         if name in body:
-            out[name] = parse.integer(body, name, lo=0 if name != "priority" else -1000,
-                                      hi=10_000_000)
-    if "in_doubt" in body:
-        if body["in_doubt"] not in ("resend", "hold"):
-            raise IntakeError("in_doubt must be 'resend' or 'hold'", field="in_doubt")
-        out["in_doubt"] = body["in_doubt"]
-    if "schedule" in body:
-        if body["schedule"] is not None:
-            try:
-                parse_schedule(body["schedule"])
-            except (ValueError, TypeError, AttributeError) as err:
-                raise IntakeError(str(err), field="schedule") from None
-        out["schedule"] = body["schedule"]
-    if "out_of_time_message" in body:
-        out["out_of_time_message"] = parse.text(body, "out_of_time_message", max_len=1000)
+            out[name] = check(body, services)
     return out
+
+
+def _channels(body: dict[str, Any], services: Services) -> tuple[str, ...]:
+    names = body["channels"]
+    known = set(services.router.runners)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise IntakeError("channels must be a list of channel names", field="channels")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise IntakeError(f"unknown channel(s) {', '.join(unknown)} "
+                          f"(configured: {', '.join(sorted(known))})", field="channels")
+    return tuple(names)
+
+
+def _in_doubt(body: dict[str, Any], _: Services) -> str:
+    if body["in_doubt"] not in ("resend", "hold"):
+        raise IntakeError("in_doubt must be 'resend' or 'hold'", field="in_doubt")
+    return str(body["in_doubt"])
+
+
+def _schedule(body: dict[str, Any], _: Services) -> Any:
+    if body["schedule"] is not None:
+        try:
+            parse_schedule(body["schedule"])
+        except (ValueError, TypeError, AttributeError) as err:
+            raise IntakeError(str(err), field="schedule") from None
+    return body["schedule"]
 
 
 def _bool(body: dict[str, Any], name: str) -> bool:
     if not isinstance(body[name], bool):
         raise IntakeError(f"{name} must be true or false", field=name)
     return body[name]
+
+
+_CHECKS: dict[str, Callable[[dict[str, Any], Services], Any]] = {
+    "enabled": lambda b, _: _bool(b, "enabled"),
+    "dncr_check": lambda b, _: _bool(b, "dncr_check"),
+    "channels": _channels,
+    "priority": lambda b, _: parse.integer(b, "priority", lo=-1000, hi=1000),
+    "time_between_ms": lambda b, _: parse.integer(b, "time_between_ms", lo=0, hi=86_400_000),
+    "in_doubt": _in_doubt,
+    "schedule": _schedule,
+    "out_of_time_message": lambda b, _: parse.text(b, "out_of_time_message", max_len=1000),
+}
 
 
 @routes.get("/api/v1/campaigns")

@@ -23,7 +23,7 @@ from gateway.phone import InvalidNumber, normalize
 from gateway.services import Services
 from gateway.settings import Settings
 from spool.base import Campaign, Conflict, State
-from spool.csvfile import BlacklistRow, read_blacklist_rows
+from spool.csvfile import BlacklistRow, errors_path, read_blacklist_rows
 
 
 def run_daemon(settings: Settings) -> int:
@@ -84,7 +84,7 @@ async def import_csv(args: argparse.Namespace, s: Services) -> int:
         raise CliError(f"no such file: {path}")
     tenant = await tenant_named(s, args.tenant)
     stat = path.stat()
-    errors_to = Path(args.errors) if args.errors else path.with_name(f"{path.stem}.errors.csv")
+    errors_to = Path(args.errors) if args.errors else errors_path(path)
     bar = output.ProgressBar(stat.st_size, enabled=sys.stderr.isatty())
     summary = await FileImporter(s, tenant.id).run(
         path, f"cli:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
@@ -162,7 +162,8 @@ async def blacklist_list(args: argparse.Namespace, s: Services) -> int:
 async def blacklist_import(args: argparse.Namespace, s: Services) -> int:
     tenant = await tenant_named(s, args.tenant)
     region = s.settings.phone.default_region
-    entries, bad = [], 0
+    entries: list[tuple[str, int | None]] = []
+    bad = 0
     with open(args.file, "rb") as fh:
         for row in read_blacklist_rows(fh):
             problem = await _blacklist_entry(s, tenant.id, row, region, entries)

@@ -168,8 +168,9 @@ class SqliteStore(AdminMixin):
         return await self.get_message(current.tenant, message_id)
 
     async def cancel_message(self, tenant: int | None, message_id: int) -> Message:
-        return await self._move(tenant, message_id, (State.NONE, State.TO_PROCESS, State.UNCONFIRMED),
-                                State.CANCELLED, "cancelled", "cancel")
+        cancellable = (State.NONE, State.TO_PROCESS, State.UNCONFIRMED)
+        return await self._move(tenant, message_id, cancellable, State.CANCELLED, "cancelled",
+                                "cancel")
 
     async def release_message(self, tenant: int | None, message_id: int) -> Message:
         return await self._move(tenant, message_id, (State.NONE, State.UNCONFIRMED),
@@ -178,8 +179,8 @@ class SqliteStore(AdminMixin):
     async def counts(self) -> list[CampaignCounts]:
         found = await self.db.reader.execute_fetchall(
             "SELECT campaign, state, n FROM spool_counts WHERE n != 0")
-        costs = dict(await self.db.reader.execute_fetchall(
-            "SELECT campaign, cost FROM campaign_costs"))
+        costs: dict[int, float] = {r[0]: r[1] for r in await self.db.reader.execute_fetchall(
+            "SELECT campaign, cost FROM campaign_costs")}
         per: dict[int, dict[int, int]] = {}
         for campaign, state, n in found:
             per.setdefault(campaign, {})[state] = n
