@@ -109,7 +109,9 @@ class Workdir:
             "dispatcher": {"batch_size": 50, "max_attempts": 5, "node_name": "bench",
                            "shutdown_grace_s": 2},
             "intake": {"max_segments": 10},
-            "spool_folder": {"path": str(self.path / "spool")},
+            # Not "spool": `python -m gateway` puts its working directory first on
+            # sys.path, where a directory of that name shadows the package.
+            "spool_folder": {"path": str(self.path / "incoming")},
             "phone": {"default_region": "UY"},
             "logging": {"level": "warning"},
         }

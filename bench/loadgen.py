@@ -6,7 +6,7 @@ or process): the gateway caches number normalisation (65,536 entries), and
 repeating a handful of numbers would measure the cache instead of intake.
 
 Run as a script, this module is one worker process of the fallback
-generator: `python bench/loadgen.py worker '<json spec>'`.
+generator: `python bench/loadgen.py worker '<json spec>'` (see `run_python`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 JSON_PATH = "/api/v1/messages"
@@ -199,14 +200,19 @@ def run_python(base_url: str, kind: str, key: str | None, *, duration_s: float,
     specs = [{"url": base_url, "kind": kind, "key": key, "duration_s": duration_s,
               "connections": per_proc, "offset": offset + i * (NUMBER_SPACE // processes),
               "max_requests": max_requests // processes} for i in range(processes)]
-    procs = [subprocess.Popen([sys.executable, __file__, "worker", json.dumps(s)],
-                              stdout=subprocess.PIPE, text=True) for s in specs]
-    outs = []
-    for p in procs:
-        out, _ = p.communicate(timeout=duration_s + 120)
-        if p.returncode != 0:
-            raise RuntimeError(f"load worker exited {p.returncode}")
-        outs.append(json.loads(out))
+    with tempfile.TemporaryDirectory(prefix="smsgw-load-") as tmp:
+        # Results go through files: the event loop may leave stdout
+        # non-blocking, and a large write to a full pipe would be cut short.
+        for i, s in enumerate(specs):
+            s["result_path"] = str(Path(tmp) / f"worker-{i}.json")
+        procs = [subprocess.Popen([sys.executable, __file__, "worker", json.dumps(s)])
+                 for s in specs]
+        outs = []
+        for p, s in zip(procs, specs, strict=True):
+            p.wait(timeout=duration_s + 120)
+            if p.returncode != 0:
+                raise RuntimeError(f"load worker exited {p.returncode}")
+            outs.append(json.loads(Path(s["result_path"]).read_text()))
     latencies = sorted(x for o in outs for x in o["latencies_ms"])
     return LoadResult(
         tool=f"aiohttp client {processes}x{per_proc}",
@@ -278,7 +284,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(_worker(json.loads(sys.argv[2])))))
+    spec = json.loads(sys.argv[2])
+    result = asyncio.run(_worker(spec))
+    Path(spec["result_path"]).write_text(json.dumps(result))
 
 
 # -- one entry point for both tools ---------------------------------------------------

@@ -52,21 +52,36 @@ class OutgoingMessage:
 class SendReceipt:
     provider_ref: str
     parts: int = 1
+    # Channels that report delivery per part (GSM modems: one message
+    # reference per PDU) list every part's reference; the message counts as
+    # delivered when every part is.
+    part_refs: tuple[str, ...] = ()
     # Drivers that learn the final fate at once (some HTTP aggregators) say so.
     delivered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
+    """What a channel says later about a send. `provider_ref` is the message's
+    reference or one part's; references that wrap (a modem's 0-255 message
+    reference) are matched with `destination` to the newest send."""
+
     channel: str
     provider_ref: str
     delivered: bool
     error: str | None = None
     at: float = field(default_factory=time.time)
+    destination: str | None = None
+    # False for an intermediate report ("still trying"): nothing changes yet.
+    final: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
+    """A message from a customer. `provider_ref` must identify it uniquely on
+    its channel (a provider's id, or a digest of a modem's PDU): the same
+    message read twice (a modem reset, a provider's retry) is stored once."""
+
     channel: str
     sender: str
     recipient: str

@@ -27,6 +27,7 @@ from gateway.auth import Authenticator, OpenNetworks
 from gateway.campaigns import CampaignBook
 from gateway.dispatcher import Dispatcher, StartMarks
 from gateway.importer import SpoolFolderImporter
+from gateway.inbound import InboundHandler
 from gateway.intake import Intake
 from gateway.recorder import Recorder
 from gateway.router import ChannelRunner, Router
@@ -73,6 +74,8 @@ class App:
             recorder = Recorder(self.store, clock=self.clock,
                                 flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
             self.events.on_report = recorder.report
+            self.events.on_inbound = InboundHandler(self.store, s.phone.default_region,
+                                                    clock=self.clock)
             marks = StartMarks(self.store, self.clock)
             runners = await self._start_channels(stack, recorder, marks, s)
             router = Router(runners, clock=self.clock)

@@ -56,8 +56,11 @@ class Recorder:
         await fut
 
     async def report(self, dr: DeliveryReport) -> None:
+        if not dr.final:
+            log.info("message.report_interim", channel=dr.channel, ref=dr.provider_ref)
+            return
         self._reports.append((self._clock(), Report(dr.channel, dr.provider_ref, dr.delivered,
-                                                    dr.error, dr.at)))
+                                                    dr.error, dr.at, dr.destination)))
         self._idle.clear()
         self._wake.set()
 

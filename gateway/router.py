@@ -155,7 +155,8 @@ class ChannelRunner:
         self._roll_day(self._clock())
         self.sent_today += 1
         return Sent(m.id, self.name, receipt.provider_ref, self.cost * receipt.parts,
-                    self._clock(), delivered=receipt.delivered)
+                    self._clock(), delivered=receipt.delivered, part_refs=receipt.part_refs,
+                    destination=m.destination)
 
     def _transient(self, m: Claimed, err: BaseException) -> Outcome:
         now = self._clock()

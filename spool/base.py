@@ -159,6 +159,9 @@ class Sent:
     cost: float
     at: float
     delivered: bool = False
+    # Per-part references (multipart SMS on a modem), kept for delivery reports.
+    part_refs: tuple[str, ...] = ()
+    destination: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +199,30 @@ class Recovered:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A delivery report, matched by the channel's own reference."""
+    """A delivery report, matched by the channel's own reference: the
+    message's, or one part's (then with `destination`, newest send first)."""
 
     channel: str
     provider_ref: str
     delivered: bool
     error: str | None
     at: float
+    destination: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    channel: str
+    sender: str
+    recipient: str
+    text: str
+    received_at: float
+    provider_ref: str | None = None
+    tenant: int | None = None
+    campaign: int | None = None
+    reply_to: int | None = None
+    data: dict[str, Any] | None = None
+    id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +310,14 @@ class Store(Protocol):
     async def recover(self, now: float, *, node: str | None = None) -> Recovered:
         """Return expired leases (or every lease of `node`) to the queue."""
         ...
+
+    # inbound
+    async def store_inbound(self, record: InboundRecord) -> tuple[int, bool]:
+        """Store once per (channel, provider_ref); return (id, was_duplicate)."""
+        ...
+    async def last_message_to(self, destination: str) -> Message | None: ...
+    async def list_inbound(self, tenant: int, *, after_id: int = 0,
+                           limit: int = 100) -> list[InboundRecord]: ...
 
     # blacklist (campaign None: global)
     async def blacklist_add(self, entries: Sequence[tuple[str, int | None]],

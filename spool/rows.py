@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spool.base import Campaign, Claimed, Event, Message, State, Tenant
+from spool.base import Campaign, Claimed, Event, InboundRecord, Message, State, Tenant
 
 # sqlite3.Row, asyncpg.Record: anything indexable by column name.
 Row = Any
@@ -67,3 +67,11 @@ def claimed(row: Row) -> Claimed:
 def event(row: Row) -> Event:
     return Event(at=row["at"], state=State(row["state"]), note=row["note"],
                  channel=row["channel"])
+
+
+def inbound(row: Row) -> InboundRecord:
+    return InboundRecord(
+        id=row["id"], channel=row["channel"], sender=row["sender"], recipient=row["recipient"],
+        text=row["text"], received_at=row["received_at"], provider_ref=row["provider_ref"],
+        tenant=row["tenant"], campaign=row["campaign"], reply_to=row["reply_to"],
+        data=loads(row["data"]))

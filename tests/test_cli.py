@@ -22,7 +22,7 @@ def cfg(tmp_path: Path) -> Path:
 
 
 def test_migrate_is_idempotent(cfg: Path) -> None:
-    assert "schema version 1" in smsgw(cfg, "db", "migrate").stdout
+    assert "schema version 2" in smsgw(cfg, "db", "migrate").stdout
     assert "up to date" in smsgw(cfg, "db", "migrate").stdout
 
 

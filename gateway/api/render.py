@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from spool.base import Campaign, Event, Message
+from spool.base import Campaign, Event, InboundRecord, Message
 
 
 def iso(ts: float | None) -> str | None:
@@ -40,3 +40,9 @@ def campaign(c: Campaign) -> dict[str, Any]:
         "time_between_ms": c.time_between_ms, "schedule": c.schedule,
         "out_of_time_message": c.out_of_time_message, "created_at": iso(c.created_at),
     }
+
+
+def inbound(i: InboundRecord) -> dict[str, Any]:
+    return {"id": i.id, "channel": i.channel, "sender": i.sender, "recipient": i.recipient,
+            "text": i.text, "received_at": iso(i.received_at), "reply_to": i.reply_to,
+            "data": i.data}

@@ -15,6 +15,7 @@ from spool.base import (
     Event,
     Failed,
     ImportProgress,
+    InboundRecord,
     Inserted,
     ListFilter,
     Message,
@@ -186,6 +187,36 @@ class SqliteStore(AdminMixin):
             per.setdefault(campaign, {})[state] = n
         return [CampaignCounts(c, s, costs.get(c, 0.0)) for c, s in sorted(per.items())]
 
+    # inbound ------------------------------------------------------------
+    async def store_inbound(self, record: InboundRecord) -> tuple[int, bool]:
+        async with self.db.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO inbound (tenant, campaign, channel, sender, recipient, text, "
+                "provider_ref, reply_to, received_at, data) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (channel, provider_ref) WHERE provider_ref IS NOT NULL DO NOTHING",
+                (record.tenant, record.campaign, record.channel, record.sender,
+                 record.recipient, record.text, record.provider_ref, record.reply_to,
+                 record.received_at, rows.dumps(record.data)))
+            if cur.rowcount:
+                return cur.lastrowid or 0, False
+            found = await db.execute_fetchall(
+                "SELECT id FROM inbound WHERE channel = ? AND provider_ref = ?",
+                (record.channel, record.provider_ref))
+            return next(iter(found))[0], True
+
+    async def last_message_to(self, destination: str) -> Message | None:
+        found = await self.db.reader.execute_fetchall(
+            "SELECT * FROM sms_spool WHERE destination = ? ORDER BY id DESC LIMIT 1",
+            (destination,))
+        return next((rows.message(r) for r in found), None)
+
+    async def list_inbound(self, tenant: int, *, after_id: int = 0,
+                           limit: int = 100) -> list[InboundRecord]:
+        found = await self.db.reader.execute_fetchall(
+            "SELECT * FROM inbound WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
+            (tenant, after_id, limit))
+        return [rows.inbound(r) for r in found]
+
     async def sent_per_channel_since(self, since: float) -> dict[str, int]:
         found = await self.db.reader.execute_fetchall(
             "SELECT channel, count(*) FROM sms_spool WHERE sent_at >= ? AND channel IS NOT NULL "
@@ -238,6 +269,12 @@ class SqliteStore(AdminMixin):
                     f"WHERE id = ? AND state IN (2, 9)",
                     [(State.DELIVERED if o.delivered else State.SENT, o.channel, o.provider_ref,
                       o.cost, o.at, now, o.at if o.delivered else None, o.id) for o in sent])
+            parts = [(o.id, n, o.channel, ref, o.destination, o.at)
+                     for o in sent for n, ref in enumerate(o.part_refs, start=1)]
+            if parts:
+                await db.executemany(
+                    "INSERT OR REPLACE INTO message_parts (message_id, part, channel, ref, "
+                    "destination, sent_at) VALUES (?, ?, ?, ?, ?, ?)", parts)
             if retry:
                 await db.executemany(
                     f"UPDATE sms_spool SET state = 1, channel = ?, error = ?, note = ?, "
@@ -262,24 +299,30 @@ class SqliteStore(AdminMixin):
         """Apply delivery reports; return those that matched no sent row (yet)."""
         if not reports:
             return []
-        refs = sorted({r.provider_ref for r in reports})
         async with self.db.transaction() as db:
-            known: set[tuple[str, str]] = set()
-            for start in range(0, len(refs), 500):
-                chunk = refs[start:start + 500]
-                found = await db.execute_fetchall(
-                    f"SELECT provider_ref, channel FROM sms_spool WHERE provider_ref IN "
-                    f"({','.join('?' * len(chunk))}) AND state IN (4, 9)", chunk)
-                known.update((r[0], r[1]) for r in found)
-            matched = [r for r in reports if (r.provider_ref, r.channel) in known]
+            known = await self._sent_refs(db, reports)
+            whole = [r for r in reports if (r.provider_ref, r.channel) in known]
             await db.executemany(
                 "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, note = ?, "
                 "updated_at = ? WHERE provider_ref = ? AND channel = ? AND state IN (4, 9)",
-                [(State.DELIVERED if r.delivered else State.FAILED,
-                  r.at if r.delivered else None, r.error,
-                  "delivery report: delivered" if r.delivered else f"delivery report: {r.error}",
-                  r.at, r.provider_ref, r.channel) for r in matched])
-        return [r for r in reports if (r.provider_ref, r.channel) not in known]
+                [(_report_state(r), r.at if r.delivered else None, r.error, _report_note(r),
+                  r.at, r.provider_ref, r.channel) for r in whole])
+            unmatched = []
+            for r in reports:
+                if (r.provider_ref, r.channel) not in known and not await _part_report(db, r):
+                    unmatched.append(r)
+        return unmatched
+
+    async def _sent_refs(self, db, reports: Sequence[Report]) -> set[tuple[str, str]]:
+        refs = sorted({r.provider_ref for r in reports})
+        known: set[tuple[str, str]] = set()
+        for start in range(0, len(refs), 500):
+            chunk = refs[start:start + 500]
+            found = await db.execute_fetchall(
+                f"SELECT provider_ref, channel FROM sms_spool WHERE provider_ref IN "
+                f"({','.join('?' * len(chunk))}) AND state IN (4, 9)", chunk)
+            known.update((r[0], r[1]) for r in found)
+        return known
 
     async def renew_leases(self, node: str, lease_until: float) -> int:
         async with self.db.transaction() as db:
@@ -313,3 +356,38 @@ class SqliteStore(AdminMixin):
 
 
 
+
+
+def _report_state(r: Report) -> State:
+    return State.DELIVERED if r.delivered else State.FAILED
+
+
+def _report_note(r: Report) -> str:
+    return "delivery report: delivered" if r.delivered else f"delivery report: {r.error}"
+
+
+async def _part_report(db, r: Report) -> bool:
+    """Apply a report to one part; settle the message once every part reported."""
+    where = "channel = ? AND ref = ?" + (" AND destination = ?" if r.destination else "")
+    args = (r.channel, r.provider_ref, *((r.destination,) if r.destination else ()))
+    found = await db.execute_fetchall(
+        f"SELECT message_id, part FROM message_parts WHERE {where} "
+        f"ORDER BY sent_at DESC LIMIT 1", args)
+    hit = next(iter(found), None)
+    if hit is None:
+        return False
+    message_id, part = hit
+    await db.execute("UPDATE message_parts SET delivered = ?, reported_at = ? "
+                     "WHERE message_id = ? AND part = ?", (int(r.delivered), r.at, message_id, part))
+    tally = await db.execute_fetchall(
+        "SELECT count(*), sum(delivered = 1), sum(delivered = 0) FROM message_parts "
+        "WHERE message_id = ?", (message_id,))
+    total, delivered, failed = next(iter(tally))
+    if failed or delivered == total:
+        note = _report_note(r) if failed else f"delivery report: all {total} parts delivered"
+        await db.execute(
+            "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, note = ?, "
+            "updated_at = ? WHERE id = ? AND state IN (4, 9)",
+            (State.FAILED if failed else State.DELIVERED, None if failed else r.at,
+             r.error if failed else None, note, r.at, message_id))
+    return True
