@@ -377,8 +377,9 @@ async def _part_report(db, r: Report) -> bool:
     if hit is None:
         return False
     message_id, part = hit
-    await db.execute("UPDATE message_parts SET delivered = ?, reported_at = ? "
-                     "WHERE message_id = ? AND part = ?", (int(r.delivered), r.at, message_id, part))
+    await db.execute(
+        "UPDATE message_parts SET delivered = ?, reported_at = ? WHERE message_id = ? "
+        "AND part = ?", (int(r.delivered), r.at, message_id, part))
     tally = await db.execute_fetchall(
         "SELECT count(*), sum(delivered = 1), sum(delivered = 0) FROM message_parts "
         "WHERE message_id = ?", (message_id,))
