@@ -100,7 +100,7 @@ class Health:
 
 
 OnDeliveryReport = Callable[[DeliveryReport], Awaitable[None]]
-OnInbound = Callable[[InboundMessage], Awaitable[None]]
+OnInbound = Callable[[InboundMessage], Awaitable[object]]
 
 
 @dataclass(slots=True)
