@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from aiohttp import web
+
 ChannelKind = Literal["sms", "whatsapp"]
 
 
@@ -135,3 +137,17 @@ class Channel(Protocol):
     async def close(self) -> None: ...
 
     def health(self) -> Health: ...
+
+
+@runtime_checkable
+class WebhookChannel(Protocol):
+    """A channel that receives HTTP callbacks (delivery reports, inbound).
+
+    The gateway serves `/hooks/{hook_name}` and everything below it and hands
+    each request to `handle_hook` with the rest of the path ("" or "/status").
+    The channel verifies the caller (signatures, shared secrets) itself.
+    """
+
+    hook_name: str
+
+    async def handle_hook(self, request: web.Request, subpath: str) -> web.StreamResponse: ...

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from drivers.base import Channel, ChannelEvents
+from drivers.base import Channel, ChannelEvents, WebhookChannel
 from drivers.registry import DRIVERS
 from gateway.api.http import build_app
 from gateway.auth import Authenticator, OpenNetworks
@@ -87,7 +87,8 @@ class App:
             self.services = services = Services(
                 settings=s, store=self.store, campaigns=campaigns, intake=intake,
                 auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),
-                open_networks=OpenNetworks(s.server.legacy_open_networks), router=router)
+                open_networks=OpenNetworks(s.server.legacy_open_networks), router=router,
+                hooks=_hooks(ch for ch, _ in self.channels))
             importer = SpoolFolderImporter(services, clock=self.clock)
 
             async with asyncio.TaskGroup() as tg:
@@ -201,6 +202,16 @@ async def _every(period_s: float, fn: Callable[[], Awaitable[None]]) -> None:
     while True:
         await asyncio.sleep(period_s)
         await fn()
+
+
+def _hooks(channels: Iterable[Channel]) -> dict[str, WebhookChannel]:
+    # Several channels may share one hook (a gateway's ports): first one wins,
+    # and it dispatches for its siblings.
+    found: dict[str, WebhookChannel] = {}
+    for channel in channels:
+        if isinstance(channel, WebhookChannel):
+            found.setdefault(channel.hook_name, channel)
+    return found
 
 
 def _midnight(now: float) -> float:

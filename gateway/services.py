@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from drivers.base import WebhookChannel
 from gateway.auth import Authenticator, OpenNetworks
 from gateway.campaigns import CampaignBook
 from gateway.intake import Intake
@@ -21,4 +22,5 @@ class Services:
     auth: Authenticator
     open_networks: OpenNetworks
     router: Router
+    hooks: dict[str, WebhookChannel] = field(default_factory=dict)
     ready: bool = False
