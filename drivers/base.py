@@ -74,8 +74,13 @@ class DeliveryReport:
     error: str | None = None
     at: float = field(default_factory=time.time)
     destination: str | None = None
-    # False for an intermediate report ("still trying"): nothing changes yet.
+    # False for an intermediate report ("still trying", "read"): nothing changes yet.
     final: bool = True
+    # The provider's error code, kept apart so policies can act on it
+    # (WhatsApp 131049 "not delivered to maintain healthy ecosystem").
+    error_code: str | None = None
+    # Anything else the provider said (pricing, conversation, status name).
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +108,25 @@ class Health:
 
 OnDeliveryReport = Callable[[DeliveryReport], Awaitable[None]]
 OnInbound = Callable[[InboundMessage], Awaitable[object]]
+# (channel kind, customer number E.164) -> unix time of their last inbound message
+LastInbound = Callable[[str, str], Awaitable[float | None]]
 
 
 @dataclass(slots=True)
 class ChannelEvents:
-    """Where a channel reports what arrives later; the gateway fills these in."""
+    """Where a channel reports what arrives later, and what it may ask the
+    gateway; the gateway fills these in."""
 
     on_report: OnDeliveryReport | None = None
     on_inbound: OnInbound | None = None
+    last_inbound: LastInbound | None = None
+
+    async def last_inbound_at(self, kind: str, number: str) -> float | None:
+        """When `number` last wrote to us on a channel of `kind` (e.g. to know
+        whether WhatsApp's 24-hour customer-service window is open)."""
+        if self.last_inbound is None:
+            return None
+        return await self.last_inbound(kind, number)
 
     async def report(self, report: DeliveryReport) -> None:
         if self.on_report is not None:
