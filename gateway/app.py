@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -34,6 +35,7 @@ from gateway.router import ChannelRunner, Router
 from gateway.sdnotify import Notifier, watchdog_loop
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.webhooks import WebhookSender
 from spool import open_store
 from spool.base import Store
 
@@ -64,77 +66,92 @@ class App:
         return built
 
     async def run(self, stop: asyncio.Event) -> None:
-        s = self.settings
         async with AsyncExitStack() as stack:
             await self.store.open()
             stack.push_async_callback(self.store.close)
             version = await self.store.migrate()
-            campaigns = CampaignBook(self.store, clock=self.clock)
-            await campaigns.reload()
-            recorder = Recorder(self.store, clock=self.clock,
-                                flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
-            self.events.on_report = recorder.report
-            self.events.on_inbound = InboundHandler(self.store, s.phone.default_region,
-                                                    clock=self.clock)
-            marks = StartMarks(self.store, self.clock)
-            runners = await self._start_channels(stack, recorder, marks, s)
-            router = Router(runners, clock=self.clock)
-            dispatcher = Dispatcher(self.store, router, campaigns, recorder, s.dispatcher,
-                                    clock=self.clock)
-            await dispatcher.recover_own()
-            intake = Intake(self.store, s, campaigns, on_accept=dispatcher.wake, clock=self.clock)
-            await intake.refresh_depth()
-            self.services = services = Services(
-                settings=s, store=self.store, campaigns=campaigns, intake=intake,
-                auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),
-                open_networks=OpenNetworks(s.server.legacy_open_networks), router=router,
-                hooks=_hooks(ch for ch, _ in self.channels))
-            importer = SpoolFolderImporter(services, clock=self.clock)
-
+            parts = await self._assemble()
+            # Channels start last: a modem's start-up sweep may already
+            # deliver inbound messages and reports, which need the rest.
+            await self._start_channels(stack)
             async with asyncio.TaskGroup() as tg:
                 sup = _Supervisor(tg)
-                sup.start("recorder", recorder.run)
-                sup.start("intake", intake.run)
-                sup.start("started-marks", marks.commit.run)
-                for runner in runners:
-                    sup.start(f"channel:{runner.name}", runner.run)
-                sup.start("dispatcher", dispatcher.run)
-                sup.start("leases", dispatcher.lease_keeper)
-                sup.start("depth", lambda: _every(1.0, intake.refresh_depth))
-                sup.start("campaigns", lambda: _every(1.0, campaigns.fresh))
-                if s.spool_folder.enabled:
-                    sup.start("spool-folder", importer.run)
-                site_runner = await self._serve(services)
+                self._start_loops(sup, parts)
+                site_runner = await self._serve(parts.services)
                 sup.start("watchdog", lambda: watchdog_loop(
-                    self.notifier, lambda: services.ready, stop))
-                services.ready = True
+                    self.notifier, lambda: parts.services.ready, stop))
+                parts.services.ready = True
                 where = ", ".join(f"http://{h}:{p}" for h, p in self.bound)
-                log.info("smsgw.started", listen=where, schema=version, node=dispatcher.node,
-                         channels=[r.name for r in runners], storage=_safe_url(s.storage.url))
+                log.info("smsgw.started", listen=where, schema=version,
+                         node=parts.dispatcher.node, channels=list(parts.router.runners),
+                         storage=_safe_url(self.settings.storage.url))
                 self.notifier.ready(f"listening on {where}")
                 self.started.set()
                 await stop.wait()
-                await self._drain(services, site_runner, intake, dispatcher, recorder)
+                await self._drain(parts, site_runner)
                 sup.cancel_all()
 
-    async def _start_channels(self, stack: AsyncExitStack, recorder: Recorder,
-                              marks: StartMarks, s: Settings) -> list[ChannelRunner]:
-        runners = []
+    async def _assemble(self) -> _Parts:
+        s = self.settings
+        campaigns = CampaignBook(self.store, clock=self.clock)
+        await campaigns.reload()
+        recorder = Recorder(self.store, clock=self.clock,
+                            flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
+        marks = StartMarks(self.store, self.clock)
         self.channels = self._build_channels()
-        now = self.clock()
-        for channel, index in self.channels:
+        runners = [ChannelRunner(channel, s.channels[index], s.dispatcher, mark_started=marks.mark,
+                                 sink=recorder.commit, clock=self.clock)
+                   for channel, index in self.channels]
+        await self._preload_daily_counts(runners)
+        router = Router(runners, clock=self.clock)
+        dispatcher = Dispatcher(self.store, router, campaigns, recorder, s.dispatcher,
+                                clock=self.clock)
+        await dispatcher.recover_own()
+        intake = Intake(self.store, s, campaigns, on_accept=dispatcher.wake, clock=self.clock)
+        await intake.refresh_depth()
+        webhooks = WebhookSender(self.store, clock=self.clock)
+        self.events.on_report = recorder.report
+        self.events.on_inbound = InboundHandler(
+            self.store, campaigns, s.inbound, s.phone.default_region, clock=self.clock,
+            kind_of=lambda name: router.runners[name].kind if name in router.runners else "sms",
+            wake=intake.accepted)
+        self.events.last_inbound = lambda kind, number: self.store.last_inbound_at(
+            number, [n for n, r in router.runners.items() if r.kind == kind])
+        services = Services(
+            settings=s, store=self.store, campaigns=campaigns, intake=intake,
+            auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),
+            open_networks=OpenNetworks(s.server.legacy_open_networks), router=router,
+            hooks=_hooks(ch for ch, _ in self.channels))
+        self.services = services
+        return _Parts(services, router, dispatcher, intake, recorder, marks, webhooks, campaigns)
+
+    def _start_loops(self, sup: _Supervisor, p: _Parts) -> None:
+        sup.start("recorder", p.recorder.run)
+        sup.start("intake", p.intake.run)
+        sup.start("started-marks", p.marks.commit.run)
+        for runner in p.router.runners.values():
+            sup.start(f"channel:{runner.name}", runner.run)
+        sup.start("dispatcher", p.dispatcher.run)
+        sup.start("leases", p.dispatcher.lease_keeper)
+        sup.start("webhooks", p.webhooks.run)
+        sup.start("depth", lambda: _every(1.0, p.intake.refresh_depth))
+        sup.start("campaigns", lambda: _every(1.0, p.campaigns.fresh))
+        if self.settings.spool_folder.enabled:
+            sup.start("spool-folder", SpoolFolderImporter(p.services, clock=self.clock).run)
+
+    async def _start_channels(self, stack: AsyncExitStack) -> None:
+        for channel, _ in self.channels:
             try:
                 await channel.start()
             except Exception as err:  # a broken channel must not stop the others
                 log.error("channel.start_failed", channel=channel.name, error=str(err))
             stack.push_async_callback(channel.close)
-            runner = ChannelRunner(channel, s.channels[index], s.dispatcher,
-                                   mark_started=marks.mark, sink=recorder.commit, clock=self.clock)
-            runners.append(runner)
+
+    async def _preload_daily_counts(self, runners: list[ChannelRunner]) -> None:
+        now = self.clock()
         sent_today = await self.store.sent_per_channel_since(_midnight(now))
         for runner in runners:
             runner.preload_today(sent_today.get(runner.name, 0), now)
-        return runners
 
     async def _serve(self, services: Services) -> web.AppRunner:
         app = build_app(services)
@@ -150,8 +167,8 @@ class App:
             self.bound.append((host, port))
         return runner
 
-    async def _drain(self, services: Services, site_runner: web.AppRunner, intake: Intake,
-                     dispatcher: Dispatcher, recorder: Recorder) -> None:
+    async def _drain(self, p: _Parts, site_runner: web.AppRunner) -> None:
+        services, intake, dispatcher, recorder = p.services, p.intake, p.dispatcher, p.recorder
         grace = self.settings.dispatcher.shutdown_grace_s
         self.notifier.stopping("draining")
         services.ready = False
@@ -167,6 +184,18 @@ class App:
         got = await self.store.recover(self.clock(), node=dispatcher.node)
         log.info("smsgw.drained", returned=returned, all_finished=finished,
                  requeued=got.requeued, in_doubt=got.in_doubt)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    services: Services
+    router: Router
+    dispatcher: Dispatcher
+    intake: Intake
+    recorder: Recorder
+    marks: StartMarks
+    webhooks: WebhookSender
+    campaigns: CampaignBook
 
 
 class _Supervisor:

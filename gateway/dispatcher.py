@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -85,21 +86,28 @@ class Dispatcher:
             await self._dispatch(batch)
 
     async def _dispatch(self, batch: list[Claimed]) -> None:
-        checked = [(m.destination, m.campaign) for m in batch if self._campaigns.dncr(m.campaign)]
+        checked = [(m.destination, m.campaign) for m in batch
+                   if self._campaigns.dncr(m.campaign) and not _meta(m).get("bypass_blacklist")]
         hits = await self._store.blacklisted(checked) if checked else set()
         for message in batch:
             if (message.destination, message.campaign) in hits:
                 self._recorder.put(Blocked(message.id, "destination is on the blacklist"))
                 continue
-            campaign = self._campaigns.by_id(message.campaign)
-            names = campaign.channels if campaign else ()
-            runner = self._router.pick(names, message.kind)
+            runner = self._router.pick(self._pool(message), message.kind)
             if runner is None:
                 self._recorder.put(Retry(message.id, None, "no channel available",
                                          self._clock() + NO_CHANNEL_RETRY_S,
                                          counts_as_attempt=False))
                 continue
             await runner.offer(message)
+
+    def _pool(self, message: Claimed) -> tuple[str, ...]:
+        # A reply goes back through the channel the customer wrote to.
+        pinned = _meta(message).get("channel")
+        if pinned:
+            return (pinned,)
+        campaign = self._campaigns.by_id(message.campaign)
+        return campaign.channels if campaign else ()
 
     # leases -------------------------------------------------------------------
     async def recover_own(self) -> None:
@@ -151,3 +159,9 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     except TimeoutError:
         pass
     event.clear()
+
+
+def _meta(message: Claimed) -> dict[str, Any]:
+    """smsgw's own annotations on a message (`data._smsgw`)."""
+    meta = (message.data or {}).get("_smsgw")
+    return meta if isinstance(meta, dict) else {}

@@ -1,42 +1,131 @@
-"""Inbound messages from any channel: normalised, attributed, stored once.
+"""Inbound messages from any channel: normalised, attributed, acted on, stored once.
 
 The tenant and campaign are those of the last message sent to the sender,
-which is what the customer is most likely answering.
+which is what the customer is most likely answering. Then, in order:
+an opt-out keyword (STOP, BAJA, ...) puts the sender on the blacklist and
+confirms; a campaign keyword gets its auto-reply; a campaign outside its
+schedule answers with its out-of-time message. Every side effect is
+idempotent (blacklist insert, reply keyed by the inbound's reference) and
+happens before the inbound row is stored, so a crash in between and the
+channel's redelivery of the same message repeat nothing.
 """
 
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
 from drivers.base import InboundMessage
+from gateway.campaigns import CampaignBook
 from gateway.phone import InvalidNumber, normalize
-from spool.base import InboundRecord, Store
+from gateway.settings import InboundSettings
+from spool.base import Campaign, InboundRecord, Message, NewMessage, Store
 
 log = structlog.get_logger("smsgw.inbound")
 
+OPERATOR_TENANT = 1
+REPLY_PRIORITY = 100  # answers to a customer go before campaign traffic
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: str | None  # opt_out, auto_reply, out_of_time
+    reply: str | None = None
+
+
+def keyword(text: str) -> str:
+    """First word, upper case, accents and punctuation stripped: "¡Baja!" -> "BAJA"."""
+    words = text.strip().split()
+    if not words:
+        return ""
+    plain = unicodedata.normalize("NFKD", words[0])
+    return "".join(c for c in plain if c.isalnum()).upper()
+
 
 class InboundHandler:
-    def __init__(self, store: Store, region: str, *,
+    def __init__(self, store: Store, campaigns: CampaignBook, settings: InboundSettings,
+                 region: str, *, kind_of: Callable[[str], str] = lambda _: "sms",
+                 wake: Callable[[int], None] = lambda _: None,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
+        self._campaigns = campaigns
+        self._cfg = settings
+        self._opt_out = {keyword(k) for k in settings.opt_out_keywords}
         self._region = region
+        self._kind_of = kind_of
+        self._wake = wake
         self._clock = clock
 
     async def __call__(self, message: InboundMessage) -> int:
         sender = self._e164(message.sender)
+        if message.provider_ref is not None:
+            seen = await self._store.inbound_by_ref(message.channel, message.provider_ref)
+            if seen is not None:
+                log.info("inbound.duplicate", id=seen, channel=message.channel)
+                return seen
         last = await self._store.last_message_to(sender)
+        campaign = self._campaigns.by_id(last.campaign) if last else None
+        decision = self.decide(message.text, campaign)
+        await self._act(decision, message, sender, last, campaign)
         record = InboundRecord(
             channel=message.channel, sender=sender, recipient=message.recipient,
             text=message.text, received_at=message.at, provider_ref=message.provider_ref,
-            tenant=last.tenant if last else None, campaign=last.campaign if last else None,
-            reply_to=last.id if last else None, data=message.data or None)
+            tenant=last.tenant if last else None, campaign=campaign.id if campaign else None,
+            reply_to=last.id if last else None, data=message.data or None,
+            action=decision.action, agent=last.agent if last else None)
         inbound_id, duplicate = await self._store.store_inbound(record)
         log.info("inbound.received", id=inbound_id, channel=message.channel,
-                 reply_to=record.reply_to, duplicate=duplicate)
+                 reply_to=record.reply_to, action=decision.action, duplicate=duplicate)
         return inbound_id
+
+    def decide(self, text: str, campaign: Campaign | None) -> Decision:
+        word = keyword(text)
+        if word and word in self._opt_out:
+            return Decision("opt_out", self._cfg.opt_out_reply or None)
+        replies = {keyword(k): v for k, v in (campaign.auto_replies or {}).items()} \
+            if campaign else {}
+        if word and word in replies:
+            return Decision("auto_reply", replies[word])
+        if campaign and campaign.out_of_time_message and not self._campaigns.on_schedule(
+                campaign.id, self._clock()):
+            return Decision("out_of_time", campaign.out_of_time_message)
+        return Decision(None)
+
+    async def _act(self, decision: Decision, message: InboundMessage, sender: str,
+                   last: Message | None, campaign: Campaign | None) -> None:
+        if decision.action == "opt_out":
+            scope = campaign.id if campaign and self._cfg.opt_out_scope == "campaign" else None
+            await self._store.blacklist_add([(sender, scope)],
+                                            note=f"opt-out by {keyword(message.text)}")
+            log.info("inbound.opt_out", sender=sender, campaign=scope)
+        if decision.reply:
+            await self._reply(decision, message, sender, last, campaign)
+
+    async def _reply(self, decision: Decision, message: InboundMessage, sender: str,
+                     last: Message | None, campaign: Campaign | None) -> None:
+        tenant = last.tenant if last else OPERATOR_TENANT
+        if campaign is None:
+            found = await self._campaigns.by_name(tenant, "default")
+            if found is None:
+                return
+            campaign = found
+        kind = self._kind_of(message.channel)
+        meta = {"channel": message.channel, "reply_to_inbound": message.provider_ref,
+                # the confirmation of an opt-out must reach a number now listed
+                "bypass_blacklist": decision.action == "opt_out"}
+        data: dict[str, object] = {"_smsgw": meta}
+        if kind == "whatsapp":
+            data["whatsapp"] = {"type": "text"}
+        key = f"inbound:{message.channel}:{message.provider_ref}:{decision.action}" \
+            if message.provider_ref else None
+        await self._store.insert_messages([NewMessage(
+            tenant=tenant, campaign=campaign.id, destination=sender, message=decision.reply or "",
+            priority=REPLY_PRIORITY, data=data, kind=kind, idempotency_key=key)])
+        self._wake(1)
 
     def _e164(self, raw: str) -> str:
         # Alphanumeric senders ("BANK") and short codes stay as they are.
@@ -44,3 +133,4 @@ class InboundHandler:
             return normalize(raw, self._region)
         except (InvalidNumber, ValueError):
             return raw
+

@@ -110,6 +110,18 @@ class PhoneSettings(_Section):
         return value.upper()
 
 
+class InboundSettings(_Section):
+    # First word of an inbound message, case and accents ignored. A bare "NO"
+    # is deliberately absent: it usually answers a question, not a campaign.
+    opt_out_keywords: tuple[str, ...] = (
+        "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT",
+        "BAJA", "CANCELAR", "SALIR", "PARAR", "ALTO")
+    opt_out_reply: str = "You will receive no more messages from us."
+    # "campaign": the campaign the customer answered (global if unknown);
+    # "global": every campaign.
+    opt_out_scope: Literal["campaign", "global"] = "campaign"
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -140,6 +152,7 @@ class Settings(_Section):
     intake: IntakeSettings = IntakeSettings()
     spool_folder: SpoolFolderSettings = SpoolFolderSettings()
     phone: PhoneSettings = PhoneSettings()
+    inbound: InboundSettings = InboundSettings()
     logging: LoggingSettings = LoggingSettings()
     channels: tuple[ChannelSettings, ...] = ()
     # Validated per driver after the tree is built; index matches `channels`.

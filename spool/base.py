@@ -73,6 +73,7 @@ class Campaign:
     time_between_ms: int = 0
     schedule: dict[str, Any] | None = None
     out_of_time_message: str | None = None
+    auto_replies: dict[str, str] | None = None  # keyword -> reply text
     created_at: float = 0.0
 
 
@@ -223,6 +224,47 @@ class InboundRecord:
     reply_to: int | None = None
     data: dict[str, Any] | None = None
     id: int = 0
+    conversation: int | None = None
+    # what the gateway did about it: opt_out, auto_reply, out_of_time
+    action: str | None = None
+    agent: str | None = None  # the agent of the message it answers
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: int
+    tenant: int
+    campaign: int | None
+    customer: str
+    channel: str
+    agent: str | None
+    started_at: float
+    last_at: float
+    inbound: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundFilter:
+    tenant: int
+    start: float | None = None
+    end: float | None = None
+    origin: str | None = None
+    campaign: int | None = None
+    agent: str | None = None
+    conversation: int | None = None
+    after_id: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    id: int
+    event_id: str
+    tenant: int
+    type: str
+    payload: str  # JSON text, sent as it is stored
+    created_at: float
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +357,25 @@ class Store(Protocol):
     async def store_inbound(self, record: InboundRecord) -> tuple[int, bool]:
         """Store once per (channel, provider_ref); return (id, was_duplicate)."""
         ...
+    async def inbound_by_ref(self, channel: str, provider_ref: str) -> int | None: ...
     async def last_message_to(self, destination: str) -> Message | None: ...
-    async def list_inbound(self, tenant: int, *, after_id: int = 0,
-                           limit: int = 100) -> list[InboundRecord]: ...
+    async def list_inbound(self, where: InboundFilter) -> list[InboundRecord]: ...
+    async def last_inbound_at(self, sender: str, channels: Sequence[str]) -> float | None: ...
+    async def list_conversations(self, where: InboundFilter) -> list[Conversation]: ...
+    async def get_conversation(self, tenant: int, conversation_id: int) -> Conversation: ...
+
+    # tenant webhooks (the outbox is filled by the database in the same
+    # transaction as the change it reports)
+    async def set_webhook(self, tenant: int, url: str | None, secret: str | None) -> None: ...
+    async def webhook_target(self, tenant: int) -> tuple[str, str] | None: ...
+    async def claim_webhooks(self, now: float, limit: int,
+                             lease_s: float) -> list[OutboxEvent]: ...
+    async def webhook_delivered(self, event: int, now: float) -> None: ...
+    async def webhook_failed(self, event: int, error: str, next_attempt_at: float | None
+                             ) -> None:
+        """Retry at `next_attempt_at`; None: give up (kept as dead)."""
+        ...
+    async def outbox_backlog(self) -> int: ...
 
     # blacklist (campaign None: global)
     async def blacklist_add(self, entries: Sequence[tuple[str, int | None]],

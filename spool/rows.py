@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spool.base import Campaign, Claimed, Event, InboundRecord, Message, State, Tenant
+from spool.base import (
+    Campaign,
+    Claimed,
+    Conversation,
+    Event,
+    InboundRecord,
+    Message,
+    OutboxEvent,
+    State,
+    Tenant,
+)
 
 # sqlite3.Row, asyncpg.Record: anything indexable by column name.
 Row = Any
 
 CAMPAIGN_FIELDS = ("enabled", "channels", "priority", "in_doubt", "dncr_check",
-                   "time_between_ms", "schedule", "out_of_time_message")
+                   "time_between_ms", "schedule", "out_of_time_message", "auto_replies")
 
 
 def loads(value: str | None) -> Any:
@@ -32,14 +42,15 @@ def campaign(row: Row) -> Campaign:
         channels=tuple(json.loads(row["channels"] or "[]")), priority=row["priority"],
         in_doubt=row["in_doubt"], dncr_check=bool(row["dncr_check"]),
         time_between_ms=row["time_between_ms"], schedule=loads(row["schedule"]),
-        out_of_time_message=row["out_of_time_message"], created_at=row["created_at"])
+        out_of_time_message=row["out_of_time_message"], auto_replies=loads(row["auto_replies"]),
+        created_at=row["created_at"])
 
 
 def campaign_column(name: str, value: Any) -> Any:
     """A campaign attribute as stored."""
     if name == "channels":
         return json.dumps(list(value))
-    if name == "schedule":
+    if name in ("schedule", "auto_replies"):
         return dumps(value)
     if name in ("enabled", "dncr_check"):
         return int(bool(value))
@@ -74,4 +85,17 @@ def inbound(row: Row) -> InboundRecord:
         id=row["id"], channel=row["channel"], sender=row["sender"], recipient=row["recipient"],
         text=row["text"], received_at=row["received_at"], provider_ref=row["provider_ref"],
         tenant=row["tenant"], campaign=row["campaign"], reply_to=row["reply_to"],
-        data=loads(row["data"]))
+        data=loads(row["data"]), conversation=row["conversation"], action=row["action"])
+
+
+def conversation(row: Row) -> Conversation:
+    return Conversation(
+        id=row["id"], tenant=row["tenant"], campaign=row["campaign"], customer=row["customer"],
+        channel=row["channel"], agent=row["agent"], started_at=row["started_at"],
+        last_at=row["last_at"], inbound=row["inbound"])
+
+
+def outbox_event(row: Row) -> OutboxEvent:
+    return OutboxEvent(id=row["id"], event_id=row["event_id"], tenant=row["tenant"],
+                       type=row["type"], payload=row["payload"], created_at=row["created_at"],
+                       attempts=row["attempts"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spool import open_store
-from spool.base import InboundRecord, NewMessage, Report, Sent, State
+from spool.base import InboundFilter, InboundRecord, NewMessage, Report, Sent, State
 
 
 @pytest.fixture
@@ -69,7 +69,8 @@ async def test_inbound_is_stored_once_per_reference(store) -> None:
     a, _ = await store.store_inbound(no_ref)
     b, _ = await store.store_inbound(no_ref)
     assert a != b  # without a reference nothing can be recognised as a repeat
-    assert [i.text for i in await store.list_inbound(1)] == ["STOP", "hi", "hi"]
+    assert [i.text for i in await store.list_inbound(InboundFilter(tenant=1))] == [
+        "STOP", "hi", "hi"]
 
 
 async def test_counts_follow_every_state_change(store) -> None:

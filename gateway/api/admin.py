@@ -79,7 +79,19 @@ _CHECKS: dict[str, Callable[[dict[str, Any], Services], Any]] = {
     "in_doubt": _in_doubt,
     "schedule": _schedule,
     "out_of_time_message": lambda b, _: parse.text(b, "out_of_time_message", max_len=1000),
+    "auto_replies": lambda b, _: _auto_replies(b),
 }
+
+
+def _auto_replies(body: dict[str, Any]) -> dict[str, str] | None:
+    value = body["auto_replies"]
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k.strip() and isinstance(v, str) and v
+            for k, v in value.items()):
+        raise IntakeError("auto_replies must map keywords to reply texts", field="auto_replies")
+    return value
 
 
 @routes.get("/api/v1/campaigns")

@@ -73,7 +73,7 @@ async def tenant(request: web.Request) -> Tenant:
 
 def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = None
               ) -> web.Application:
-    from gateway.api import admin, health, hooks, messages, openapi
+    from gateway.api import admin, health, hooks, inbound, messages, openapi
 
     app = web.Application(middlewares=[errors],
                           client_max_size=services.settings.server.max_body_bytes)
@@ -83,6 +83,7 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)
     app.add_routes(hooks.routes)
+    app.add_routes(inbound.routes)
     if extra_routes:
         app.add_routes(extra_routes)
     return app

@@ -112,14 +112,3 @@ async def release_message(request: web.Request) -> web.Response:
     m = await services.store.release_message(owner.id, int(request.match_info["id"]))
     return web.json_response(await _render(request, m))
 
-
-@routes.get("/api/v1/inbound")
-async def list_inbound(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    owner = await tenant(request)
-    q = dict(request.query)
-    limit = parse.integer(q, "limit", lo=1, hi=1000) or 100
-    after = parse.integer(q, "after", lo=0, hi=2**62) or 0
-    found = await services.store.list_inbound(owner.id, after_id=after, limit=limit)
-    return web.json_response({"inbound": [render.inbound(i) for i in found],
-                              "next_after": found[-1].id if len(found) == limit else None})

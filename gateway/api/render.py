@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from spool.base import Campaign, Event, InboundRecord, Message
+from spool.base import Campaign, Conversation, Event, InboundRecord, Message
 
 
 def iso(ts: float | None) -> str | None:
@@ -38,11 +38,18 @@ def campaign(c: Campaign) -> dict[str, Any]:
         "name": c.name, "enabled": c.enabled, "channels": list(c.channels),
         "priority": c.priority, "in_doubt": c.in_doubt, "dncr_check": c.dncr_check,
         "time_between_ms": c.time_between_ms, "schedule": c.schedule,
-        "out_of_time_message": c.out_of_time_message, "created_at": iso(c.created_at),
+        "out_of_time_message": c.out_of_time_message, "auto_replies": c.auto_replies,
+        "created_at": iso(c.created_at),
     }
 
 
 def inbound(i: InboundRecord) -> dict[str, Any]:
     return {"id": i.id, "channel": i.channel, "sender": i.sender, "recipient": i.recipient,
             "text": i.text, "received_at": iso(i.received_at), "reply_to": i.reply_to,
-            "data": i.data}
+            "conversation": i.conversation, "action": i.action, "data": i.data}
+
+
+def conversation(c: Conversation, campaign_name: str | None) -> dict[str, Any]:
+    return {"id": c.id, "campaign": campaign_name, "customer": c.customer,
+            "channel": c.channel, "agent": c.agent, "started_at": iso(c.started_at),
+            "last_at": iso(c.last_at), "inbound": c.inbound}

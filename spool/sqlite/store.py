@@ -15,7 +15,6 @@ from spool.base import (
     Event,
     Failed,
     ImportProgress,
-    InboundRecord,
     Inserted,
     ListFilter,
     Message,
@@ -29,6 +28,8 @@ from spool.base import (
     State,
 )
 from spool.sqlite.admin import AdminMixin, save_progress
+from spool.sqlite.conversations import ConversationsMixin
+from spool.sqlite.outbox import OutboxMixin
 from spool.sqlite.db import SqliteDb
 
 _INSERT = (
@@ -39,7 +40,7 @@ _INSERT = (
 _CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
 
 
-class SqliteStore(AdminMixin):
+class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin):
     def __init__(self, path: str | Path, *, synchronous: str = "full",
                  busy_timeout_ms: int = 5000, **_: object) -> None:
         self.db = SqliteDb(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
@@ -186,36 +187,6 @@ class SqliteStore(AdminMixin):
         for campaign, state, n in found:
             per.setdefault(campaign, {})[state] = n
         return [CampaignCounts(c, s, costs.get(c, 0.0)) for c, s in sorted(per.items())]
-
-    # inbound ------------------------------------------------------------
-    async def store_inbound(self, record: InboundRecord) -> tuple[int, bool]:
-        async with self.db.transaction() as db:
-            cur = await db.execute(
-                "INSERT INTO inbound (tenant, campaign, channel, sender, recipient, text, "
-                "provider_ref, reply_to, received_at, data) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (channel, provider_ref) WHERE provider_ref IS NOT NULL DO NOTHING",
-                (record.tenant, record.campaign, record.channel, record.sender,
-                 record.recipient, record.text, record.provider_ref, record.reply_to,
-                 record.received_at, rows.dumps(record.data)))
-            if cur.rowcount:
-                return cur.lastrowid or 0, False
-            found = await db.execute_fetchall(
-                "SELECT id FROM inbound WHERE channel = ? AND provider_ref = ?",
-                (record.channel, record.provider_ref))
-            return next(iter(found))[0], True
-
-    async def last_message_to(self, destination: str) -> Message | None:
-        found = await self.db.reader.execute_fetchall(
-            "SELECT * FROM sms_spool WHERE destination = ? ORDER BY id DESC LIMIT 1",
-            (destination,))
-        return next((rows.message(r) for r in found), None)
-
-    async def list_inbound(self, tenant: int, *, after_id: int = 0,
-                           limit: int = 100) -> list[InboundRecord]:
-        found = await self.db.reader.execute_fetchall(
-            "SELECT * FROM inbound WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
-            (tenant, after_id, limit))
-        return [rows.inbound(r) for r in found]
 
     async def sent_per_channel_since(self, since: float) -> dict[str, int]:
         found = await self.db.reader.execute_fetchall(
