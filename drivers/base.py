@@ -132,9 +132,11 @@ class ChannelEvents:
         if self.on_report is not None:
             await self.on_report(report)
 
-    async def inbound(self, message: InboundMessage) -> None:
+    async def inbound(self, message: InboundMessage) -> object:
+        """Hand over an inbound message; returns what the gateway stored (its id)."""
         if self.on_inbound is not None:
-            await self.on_inbound(message)
+            return await self.on_inbound(message)
+        return None
 
 
 @runtime_checkable

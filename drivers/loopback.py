@@ -19,10 +19,13 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiohttp import web
+
 from drivers.base import (
     ChannelEvents,
     DeliveryReport,
     Health,
+    InboundMessage,
     OutgoingMessage,
     PermanentError,
     SendReceipt,
@@ -100,6 +103,26 @@ class LoopbackChannel:
         error = None if delivered else "simulated: undeliverable"
         await self._events.report(DeliveryReport(self.name, ref, delivered, error))
 
+    async def handle_hook(self, request: web.Request, subpath: str) -> web.StreamResponse:
+        """`POST /hooks/{name}/inbound` (from, to, text, id): a customer writes.
+
+        A simulated channel has no carrier behind it; this is how a person
+        (or a test) plays the customer. Only loopback callers are accepted.
+        """
+        if subpath != "/inbound" or request.method != "POST":
+            raise web.HTTPNotFound()
+        if request.remote not in ("127.0.0.1", "::1"):
+            raise web.HTTPForbidden(reason="loopback inbound is accepted from this host only")
+        form = await request.post()
+        sender, text = str(form.get("from", "")), str(form.get("text", ""))
+        if not sender or not text:
+            return web.json_response({"error": "from and text are required",
+                                      "field": "from" if not sender else "text"}, status=400)
+        ref = str(form.get("id", "")) or None
+        stored = await self._events.inbound(InboundMessage(
+            self.name, sender, str(form.get("to", "")), text, provider_ref=ref))
+        return web.json_response({"id": stored})
+
     async def close(self) -> None:
         self._closed = True
         for task in list(self._reports):
@@ -112,6 +135,11 @@ class LoopbackChannel:
 
     def health(self) -> Health:
         return Health(up=not self._closed, detail={"sent": self.sent})
+
+
+    @property
+    def hook_name(self) -> str:
+        return self.name
 
 
 def build(name: str, options: LoopbackOptions, events: ChannelEvents) -> list[LoopbackChannel]:

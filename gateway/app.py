@@ -109,7 +109,7 @@ class App:
         await dispatcher.recover_own()
         intake = Intake(self.store, s, campaigns, on_accept=dispatcher.wake, clock=self.clock)
         await intake.refresh_depth()
-        webhooks = WebhookSender(self.store, clock=self.clock)
+        webhooks = WebhookSender(self.store, s.webhooks, clock=self.clock)
         self.events.on_report = recorder.report
         self.events.on_inbound = InboundHandler(
             self.store, campaigns, s.inbound, s.phone.default_region, clock=self.clock,

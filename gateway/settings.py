@@ -122,6 +122,15 @@ class InboundSettings(_Section):
     opt_out_scope: Literal["campaign", "global"] = "campaign"
 
 
+class WebhookSettings(_Section):
+    timeout_s: float = Field(10.0, gt=0)
+    # Backoff doubles from here up to an hour; events older than
+    # give_up_after_s are kept as dead and no longer retried.
+    retry_base_s: float = Field(10.0, gt=0)
+    give_up_after_s: float = Field(86_400.0, gt=0)
+    concurrency: int = Field(16, ge=1)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -153,6 +162,7 @@ class Settings(_Section):
     spool_folder: SpoolFolderSettings = SpoolFolderSettings()
     phone: PhoneSettings = PhoneSettings()
     inbound: InboundSettings = InboundSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     logging: LoggingSettings = LoggingSettings()
     channels: tuple[ChannelSettings, ...] = ()
     # Validated per driver after the tree is built; index matches `channels`.

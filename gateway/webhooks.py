@@ -20,12 +20,10 @@ from collections.abc import Callable
 import aiohttp
 import structlog
 
+from gateway.settings import WebhookSettings
 from spool.base import OutboxEvent, Store
 
 log = structlog.get_logger("smsgw.webhooks")
-
-GIVE_UP_AFTER_S = 24 * 3600.0
-
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
@@ -46,21 +44,22 @@ def verify(secret: str, body: bytes, header: str, *, now: float, tolerance_s: fl
     return hmac.compare_digest(expected, fields.get("v1", ""))
 
 
-def backoff_s(attempts: int, rng: random.Random) -> float:
-    # 10 s, 20 s, 40 s ... capped at one hour, with jitter so a receiver
-    # coming back is not hit by every event at the same instant.
-    return min(3600.0, 10.0 * 2 ** attempts) * rng.uniform(0.75, 1.0)
+def backoff_s(attempts: int, base_s: float, rng: random.Random) -> float:
+    # base, 2x, 4x ... capped at one hour, with jitter so a receiver coming
+    # back is not hit by every event at the same instant.
+    return min(3600.0, base_s * 2 ** attempts) * rng.uniform(0.75, 1.0)
 
 
 class WebhookSender:
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
-                 session: aiohttp.ClientSession | None = None, timeout_s: float = 10.0,
-                 concurrency: int = 16, poll_s: float = 0.5) -> None:
+    def __init__(self, store: Store, settings: WebhookSettings, *,
+                 clock: Callable[[], float] = time.time,
+                 session: aiohttp.ClientSession | None = None, poll_s: float = 0.2) -> None:
         self._store = store
+        self._cfg = settings
         self._clock = clock
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._slots = asyncio.Semaphore(concurrency)
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+        self._slots = asyncio.Semaphore(settings.concurrency)
         self._poll_s = poll_s
         self._rng = random.Random()
         self._wake = asyncio.Event()
@@ -104,8 +103,8 @@ class WebhookSender:
             log.info("webhook.delivered", event=event.event_id, type=event.type,
                      tenant=event.tenant, attempts=event.attempts + 1)
             return
-        retry_at = now + backoff_s(event.attempts, self._rng)
-        give_up = retry_at - event.created_at > GIVE_UP_AFTER_S
+        retry_at = now + backoff_s(event.attempts, self._cfg.retry_base_s, self._rng)
+        give_up = retry_at - event.created_at > self._cfg.give_up_after_s
         await self._store.webhook_failed(event.id, error, None if give_up else retry_at)
         log.warning("webhook.failed", event=event.event_id, tenant=event.tenant, error=error,
                     attempts=event.attempts + 1, gave_up=give_up)

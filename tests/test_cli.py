@@ -101,3 +101,16 @@ def test_import_dry_run_then_real(cfg: Path, tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "spool.db") as db:
         states = sorted(r[0] for r in db.execute("SELECT state FROM sms_spool"))
     assert states == [1, 1, 3, 7]
+
+
+def test_tenant_webhook_prints_a_secret_once(cfg: Path, tmp_path: Path) -> None:
+    smsgw(cfg, "tenant", "add", "hooks")
+    out = smsgw(cfg, "tenant", "webhook", "hooks", "--url", "https://t.example/hook").stdout
+    secret = out.split("signing secret (shown once): ")[1].split()[0]
+    with sqlite3.connect(tmp_path / "spool.db") as db:
+        url, stored = db.execute("SELECT webhook_url, webhook_secret FROM tenants "
+                                 "WHERE name = 'hooks'").fetchone()
+    assert url == "https://t.example/hook" and stored == secret
+    bad = smsgw(cfg, "tenant", "webhook", "hooks", "--url", "ftp://x", check=False)
+    assert bad.returncode == 1 and "http(s)" in bad.stderr
+    assert "no longer sent" in smsgw(cfg, "tenant", "webhook", "hooks").stdout

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -235,7 +236,28 @@ async def tenant_add(args: argparse.Namespace, s: Services) -> int:
         raise CliError(str(err)) from None
     print(f"tenant {tenant.name} (id {tenant.id}) created.")
     print(f"API key (shown once, store it now): {key}")
+    if args.webhook_url:
+        await _set_webhook(s, tenant.id, args.webhook_url)
     return 0
+
+
+async def tenant_webhook(args: argparse.Namespace, s: Services) -> int:
+    tenant = await tenant_named(s, args.name)
+    if not args.url:
+        await s.store.set_webhook(tenant.id, None, None)
+        print(f"tenant {tenant.name}: events are no longer sent")
+        return 0
+    await _set_webhook(s, tenant.id, args.url)
+    return 0
+
+
+async def _set_webhook(s: Services, tenant_id: int, url: str) -> None:
+    if not url.startswith(("https://", "http://")):
+        raise CliError(f"webhook url must be http(s): {url!r}")
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    await s.store.set_webhook(tenant_id, url, secret)
+    print(f"webhook: {url}")
+    print(f"signing secret (shown once): {secret}")
 
 
 async def tenant_key(args: argparse.Namespace, s: Services) -> int:
@@ -266,5 +288,6 @@ _HANDLERS = {
     ("campaign", "list"): campaign_list,
     ("tenant", "add"): tenant_add,
     ("tenant", "key"): tenant_key,
+    ("tenant", "webhook"): tenant_webhook,
     ("tenant", "list"): tenant_list,
 }
