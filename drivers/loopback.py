@@ -17,9 +17,8 @@ import secrets
 from pathlib import Path
 from typing import IO, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import (
     ChannelEvents,

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from spool import migrations
-
 from tests.proc import smsgw, write_config
 
 

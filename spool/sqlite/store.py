@@ -29,8 +29,8 @@ from spool.base import (
 )
 from spool.sqlite.admin import AdminMixin, save_progress
 from spool.sqlite.conversations import ConversationsMixin
-from spool.sqlite.outbox import OutboxMixin
 from spool.sqlite.db import SqliteDb
+from spool.sqlite.outbox import OutboxMixin
 
 _INSERT = (
     "INSERT INTO sms_spool (id, tenant, campaign, destination, message, priority, state, "
