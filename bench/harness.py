@@ -286,6 +286,7 @@ class Figure:
     extra_ok: bool = True  # a second condition of the target (e.g. "flat")
     target_text: str = ""
     note: str = ""  # latency, checks: printed under the table
+    baseline_unit: str = ""  # when the baseline counts something else (rows, not messages)
 
     @property
     def ratio(self) -> float | None:
@@ -316,8 +317,8 @@ def table(figures: list[Figure]) -> str:
                                    f"{_num(f.target, f.unit)}")
         ratio = "-" if f.ratio is None else f"{f.ratio:.2f}"
         rows.append([f.name, _num(f.value, f.unit), f"baseline {f.baseline_name}",
-                     _num(f.baseline, f.unit), f"ratio {ratio}", f"target {target}",
-                     f.verdict + (f" ({f.failed})" if f.failed else "")])
+                     _num(f.baseline, f.baseline_unit or f.unit), f"ratio {ratio}",
+                     f"target {target}", f.verdict + (f" ({f.failed})" if f.failed else "")])
     if not rows:
         return "(no figures)"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]

@@ -132,5 +132,5 @@ def run(base: Path, opts: ImportOptions) -> tuple[list[Figure], Workdir]:
                note=f"{opts.rows:,} rows ({size_mb:,.0f} MB) in {wall:.1f}s; {check}"),
         Figure(name="import peak RSS", unit="MB", value=rss, baseline_name="csv.reader",
                baseline=base_rss, target=TARGET_RSS_MB, higher_is_better=False,
-               failed=failed),
+               failed=failed, target_text=f"< {TARGET_RSS_MB:.0f} MB"),
     ], work

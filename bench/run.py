@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -76,58 +78,67 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+class Sections:
+    """Runs the chosen sections; one that breaks is reported and the rest still run."""
+
+    def __init__(self, args: argparse.Namespace, base: Path) -> None:
+        self.args = args
+        self.base = base
+        self.figures: list[Figure] = []
+        self.errors: list[str] = []
+
+    def _guarded(self, name: str, fn: Callable[..., Any], *a: Any) -> Any:
+        try:
+            return fn(*a)
+        except Exception as err:
+            traceback.print_exc()
+            self.errors.append(f"{name}: {err}")
+            self.figures.append(Figure(name=name, unit="", value=None, baseline_name="-",
+                                       baseline=None, target=0, failed=str(err)[:120]))
+            return None
+
+    def run(self) -> None:
+        a, wanted = self.args, self.args.sections
+        if "ingest" in wanted:
+            load = LoadGen.pick(a.loadgen, not a.no_install, a.connections)
+            got = self._guarded("ingest", ingest.run, self.base, load, ingest.IngestOptions(
+                a.duration, a.sync_modes, not a.no_dispatch_ingest))
+            self.figures += got[0] if got else []
+        if "dispatch" in wanted:
+            got = self._guarded("dispatch", dispatch.run, self.base, dispatch.DispatchOptions(
+                a.dispatch_rows, a.dispatch_sync, a.dispatch_max_s, 2.0 if a.quick else 5.0))
+            self.figures += got[0] if got else []
+        if "import" not in wanted and "memory" not in wanted:
+            return
+        # The memory section needs the spool the import fills.
+        got = self._guarded("import", importing.run, self.base, importing.ImportOptions(
+            a.import_rows, a.import_sync, a.import_timeout_s))
+        if got is None:
+            return
+        if "import" in wanted:
+            self.figures += got[0]
+        if "memory" in wanted:
+            self.figures += self._guarded("memory", memory.run, self.base, got[1],
+                                          memory.MemoryOptions(a.idle, a.mem_requests)) or []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     base = Path(args.tmp) if args.tmp else Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    figures: list[Figure] = []
-    errors: list[str] = []
     log(f"smsgw bench{' (quick)' if args.quick else ''}: sections {', '.join(args.sections)}; "
         f"work in {base}")
-
-    def section(name: str, fn, *a):  # type: ignore[no-untyped-def]
-        try:
-            return fn(*a)
-        except Exception as err:  # one broken section must not hide the others' figures
-            traceback.print_exc()
-            errors.append(f"{name}: {err}")
-            figures.append(Figure(name=name, unit="", value=None, baseline_name="-",
-                                  baseline=None, target=0, failed=str(err)[:120]))
-            return None
-
+    sections = Sections(args, base)
     try:
-        if "ingest" in args.sections:
-            load = LoadGen.pick(args.loadgen, not args.no_install, args.connections)
-            got = section("ingest", ingest.run, base, load, ingest.IngestOptions(
-                args.duration, args.sync_modes, not args.no_dispatch_ingest))
-            if got:
-                figures += got[0]
-        if "dispatch" in args.sections:
-            got = section("dispatch", dispatch.run, base, dispatch.DispatchOptions(
-                args.dispatch_rows, args.dispatch_sync, args.dispatch_max_s,
-                2.0 if args.quick else 5.0))
-            if got:
-                figures += got[0]
-        imported = None
-        if "import" in args.sections or "memory" in args.sections:
-            got = section("import", importing.run, base, importing.ImportOptions(
-                args.import_rows, args.import_sync, args.import_timeout_s))
-            if got:
-                if "import" in args.sections:
-                    figures += got[0]
-                imported = got[1]
-        if "memory" in args.sections and imported is not None:
-            got = section("memory", memory.run, base, imported,
-                          memory.MemoryOptions(args.idle, args.mem_requests))
-            if got:
-                figures += got
+        sections.run()
     finally:
         if args.keep:
             log(f"work directories kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
 
+    figures = sections.figures
     print()
     print(f"smsgw bench results ({'quick, ' if args.quick else ''}"
           f"{time.perf_counter() - began:.0f}s, concurrency {args.connections})")
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{len(figures) - len(failed) - len(missed)} OK, {len(missed)} MISSED, "
           f"{len(failed)} FAILED")
-    for e in errors:
+    for e in sections.errors:
         print(f"error: {e}")
     return 1 if failed else 0
 

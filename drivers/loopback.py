@@ -43,6 +43,10 @@ class LoopbackOptions(BaseModel):
     delivery_reports: bool = True
     report_delay_ms: float = Field(500.0, ge=0)
     undelivered_rate: float = Field(0.0, ge=0, le=1)
+    # WhatsApp simulation: templates with these names are reported failed
+    # with `undelivered_code` (e.g. 131049, the marketing cap).
+    undelivered_templates: tuple[str, ...] = ()
+    undelivered_code: str | None = None
     concurrency: int = Field(16, ge=1)
     record_path: Path | None = None
     seed: int | None = None
@@ -87,11 +91,15 @@ class LoopbackChannel:
             self._record.write(json.dumps(line) + "\n")
             self._record.flush()  # survives SIGKILL: the kernel holds the page
         if self._opt.delivery_reports:
-            self._schedule_report(ref)
+            self._schedule_report(ref, self._template_fails(message))
         return SendReceipt(provider_ref=ref)
 
-    def _schedule_report(self, ref: str) -> None:
-        delivered = self._rng.random() >= self._opt.undelivered_rate
+    def _template_fails(self, message: OutgoingMessage) -> bool:
+        template = (message.data.get("whatsapp") or {}).get("template") or {}
+        return template.get("name") in self._opt.undelivered_templates
+
+    def _schedule_report(self, ref: str, fail: bool) -> None:
+        delivered = not fail and self._rng.random() >= self._opt.undelivered_rate
         task = asyncio.get_running_loop().create_task(
             self._report_later(ref, delivered), name=f"loopback-dlr:{self.name}")
         self._reports.add(task)
@@ -100,7 +108,9 @@ class LoopbackChannel:
     async def _report_later(self, ref: str, delivered: bool) -> None:
         await asyncio.sleep(self._opt.report_delay_ms / 1000)
         error = None if delivered else "simulated: undeliverable"
-        await self._events.report(DeliveryReport(self.name, ref, delivered, error))
+        await self._events.report(DeliveryReport(
+            self.name, ref, delivered, error,
+            error_code=None if delivered else self._opt.undelivered_code))
 
     async def handle_hook(self, request: web.Request, subpath: str) -> web.StreamResponse:
         """`POST /hooks/{name}/inbound` (from, to, text, id): a customer writes.
@@ -113,13 +123,17 @@ class LoopbackChannel:
         if request.remote not in ("127.0.0.1", "::1"):
             raise web.HTTPForbidden(reason="loopback inbound is accepted from this host only")
         form = await request.post()
-        sender, text = str(form.get("from", "")), str(form.get("text", ""))
+        sender = str(form.get("from", ""))
+        text = str(form.get("text", "") or form.get("button", ""))
         if not sender or not text:
             return web.json_response({"error": "from and text are required",
                                       "field": "from" if not sender else "text"}, status=400)
         ref = str(form.get("id", "")) or None
+        # `button`: the customer tapped a reply button with this payload.
+        button = str(form.get("button", ""))
+        data = {"type": "button", "reply": {"payload": button}} if button else {}
         stored = await self._events.inbound(InboundMessage(
-            self.name, sender, str(form.get("to", "")), text, provider_ref=ref))
+            self.name, sender, str(form.get("to", "")), text, provider_ref=ref, data=data))
         return web.json_response({"id": stored})
 
     async def close(self) -> None:

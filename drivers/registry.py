@@ -8,8 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from drivers import loopback
+from drivers import dinstar, loopback, serial
 from drivers.base import Channel, ChannelEvents
+from drivers.http import channel as http
+from drivers.twilio import channel as twilio
+from drivers.whatsapp import channel as whatsapp
 
 Build = Callable[[str, Any, ChannelEvents], Sequence[Channel]]
 
@@ -23,4 +26,9 @@ class DriverSpec:
 
 DRIVERS: dict[str, DriverSpec] = {
     "loopback": DriverSpec(loopback.LoopbackOptions, loopback.build),
+    "serial": DriverSpec(serial.SerialOptions, serial.build),
+    "dinstar": DriverSpec(dinstar.DinstarOptions, dinstar.build),
+    "http": DriverSpec(http.HttpOptions, http.build),
+    "twilio": DriverSpec(twilio.TwilioOptions, twilio.build),
+    "whatsapp": DriverSpec(whatsapp.WhatsAppOptions, whatsapp.build),
 }

@@ -26,10 +26,14 @@ from drivers.registry import DRIVERS
 from gateway.api.http import build_app
 from gateway.auth import Authenticator, OpenNetworks
 from gateway.campaigns import CampaignBook
+from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
 from gateway.dispatcher import Dispatcher, StartMarks
+from gateway.fallback import FallbackWorker
 from gateway.importer import SpoolFolderImporter
 from gateway.inbound import InboundHandler
 from gateway.intake import Intake
+from gateway.journeys import JourneyScheduler, Planner
+from gateway.monitor import Monitor
 from gateway.recorder import Recorder
 from gateway.router import ChannelRunner, Router
 from gateway.sdnotify import Notifier, watchdog_loop
@@ -95,11 +99,13 @@ class App:
         s = self.settings
         campaigns = CampaignBook(self.store, clock=self.clock)
         await campaigns.reload()
-        recorder = Recorder(self.store, clock=self.clock,
+        monitor = Monitor(clock=self.clock)
+        recorder = Recorder(self.store, clock=self.clock, on_recorded=monitor.recorded,
                             flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
         marks = StartMarks(self.store, self.clock)
         self.channels = self._build_channels()
-        runners = [ChannelRunner(channel, s.channels[index], s.dispatcher, mark_started=marks.mark,
+        runners = [ChannelRunner(channel, s.channels[index], s.dispatcher,
+                                 mark_started=monitor.timed(marks.mark),
                                  sink=recorder.commit, clock=self.clock)
                    for channel, index in self.channels]
         await self._preload_daily_counts(runners)
@@ -110,20 +116,30 @@ class App:
         intake = Intake(self.store, s, campaigns, on_accept=dispatcher.wake, clock=self.clock)
         await intake.refresh_depth()
         webhooks = WebhookSender(self.store, s.webhooks, clock=self.clock)
+        clicks = ClickRecorder(self.store, flush_s=s.journeys.click_flush_s,
+                               on_clicked=lambda _: webhooks.wake(), clock=self.clock)
+        scheduler = JourneyScheduler(
+            self.store, Planner(s.server.public_base_url, s.intake.max_segments),
+            tick_s=s.journeys.tick_s, batch=s.journeys.batch, wake=intake.accepted,
+            clock=self.clock)
+        fallbacks = FallbackWorker(self.store, campaigns, tick_s=s.journeys.tick_s,
+                                   wake=intake.accepted, clock=self.clock)
         self.events.on_report = recorder.report
         self.events.on_inbound = InboundHandler(
             self.store, campaigns, s.inbound, s.phone.default_region, clock=self.clock,
             kind_of=lambda name: router.runners[name].kind if name in router.runners else "sms",
-            wake=intake.accepted)
+            wake=intake.accepted, on_whatsapp=fallbacks.on_inbound)
         self.events.last_inbound = lambda kind, number: self.store.last_inbound_at(
             number, [n for n, r in router.runners.items() if r.kind == kind])
         services = Services(
             settings=s, store=self.store, campaigns=campaigns, intake=intake,
             auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),
             open_networks=OpenNetworks(s.server.legacy_open_networks), router=router,
-            hooks=_hooks(ch for ch, _ in self.channels))
+            hooks=_hooks(ch for ch, _ in self.channels), links=LinkCache(self.store),
+            clicks=clicks, miss_limiter=MissLimiter(), monitor=monitor)
         self.services = services
-        return _Parts(services, router, dispatcher, intake, recorder, marks, webhooks, campaigns)
+        return _Parts(services, router, dispatcher, intake, recorder, marks, webhooks, campaigns,
+                      scheduler, fallbacks)
 
     def _start_loops(self, sup: _Supervisor, p: _Parts) -> None:
         sup.start("recorder", p.recorder.run)
@@ -134,8 +150,14 @@ class App:
         sup.start("dispatcher", p.dispatcher.run)
         sup.start("leases", p.dispatcher.lease_keeper)
         sup.start("webhooks", p.webhooks.run)
+        sup.start("journeys", p.scheduler.run)
+        sup.start("wa-fallback", p.fallbacks.run)
+        sup.start("clicks", p.services.clicks.run)
         sup.start("depth", lambda: _every(1.0, p.intake.refresh_depth))
         sup.start("campaigns", lambda: _every(1.0, p.campaigns.fresh))
+        if (monitor := p.services.monitor) is not None:
+            sup.start("stats-sampler", lambda: monitor.sample_forever(
+                self.store, self.settings.dashboard.sample_interval_s))
         if self.settings.spool_folder.enabled:
             sup.start("spool-folder", SpoolFolderImporter(p.services, clock=self.clock).run)
 
@@ -180,6 +202,8 @@ class App:
         finished = await dispatcher.wait_in_flight(grace)
         with contextlib.suppress(TimeoutError):
             await recorder.drain(timeout_s=max(grace, 5.0))
+        with contextlib.suppress(Exception):  # clicks are best-effort on the way out
+            await services.clicks.flush()
         # Sends that did not finish in time: recovery decides (1 or 9 by policy).
         got = await self.store.recover(self.clock(), node=dispatcher.node)
         log.info("smsgw.drained", returned=returned, all_finished=finished,
@@ -196,6 +220,8 @@ class _Parts:
     marks: StartMarks
     webhooks: WebhookSender
     campaigns: CampaignBook
+    scheduler: JourneyScheduler
+    fallbacks: FallbackWorker
 
 
 class _Supervisor:

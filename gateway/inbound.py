@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -26,6 +27,9 @@ from gateway.settings import InboundSettings
 from spool.base import Campaign, InboundRecord, Message, NewMessage, Store
 
 log = structlog.get_logger("smsgw.inbound")
+
+# (sender, text, data) of a WhatsApp message: the utility fallback listens here.
+WhatsAppHook = Callable[[str, str, Mapping[str, Any] | None], Awaitable[bool]]
 
 OPERATOR_TENANT = 1
 REPLY_PRIORITY = 100  # answers to a customer go before campaign traffic
@@ -50,8 +54,10 @@ class InboundHandler:
     def __init__(self, store: Store, campaigns: CampaignBook, settings: InboundSettings,
                  region: str, *, kind_of: Callable[[str], str] = lambda _: "sms",
                  wake: Callable[[int], None] = lambda _: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_whatsapp: WhatsAppHook | None = None) -> None:
         self._store = store
+        self._on_whatsapp = on_whatsapp
         self._campaigns = campaigns
         self._cfg = settings
         self._opt_out = {keyword(k) for k in settings.opt_out_keywords}
@@ -80,6 +86,9 @@ class InboundHandler:
         inbound_id, duplicate = await self._store.store_inbound(record)
         log.info("inbound.received", id=inbound_id, channel=message.channel,
                  reply_to=record.reply_to, action=decision.action, duplicate=duplicate)
+        if (not duplicate and decision.action != "opt_out" and self._on_whatsapp is not None
+                and self._kind_of(message.channel) == "whatsapp"):
+            await self._on_whatsapp(sender, message.text, message.data)
         return inbound_id
 
     def decide(self, text: str, campaign: Campaign | None) -> Decision:

@@ -22,9 +22,11 @@ import structlog
 from drivers.sms.segments import count_segments
 from gateway.batching import GroupCommit
 from gateway.campaigns import CampaignBook
+from gateway.journeys import Planner, merged, parse_policy
+from gateway.links import new_code, rewrite
 from gateway.phone import InvalidNumber, normalize
 from gateway.settings import Settings
-from spool.base import Campaign, Inserted, NewMessage, State, Store
+from spool.base import Campaign, Inserted, JourneySpec, NewMessage, State, Store
 
 log = structlog.get_logger("smsgw.intake")
 
@@ -53,6 +55,7 @@ class Submission:
     agent: str | None = None
     data: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    smart: dict[str, Any] | None = None  # overrides the campaign's journey policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class Intake:
         self._clock = clock
         self._region = settings.phone.default_region
         self._max_segments = settings.intake.max_segments
+        self._planner = Planner(settings.server.public_base_url, settings.intake.max_segments)
         self._commit: GroupCommit[NewMessage, Inserted] = GroupCommit(
             "intake", self._flush, max_items=2000)
         self.pending = 0  # rows waiting in state 1, refreshed by `refresh_depth`
@@ -113,7 +117,8 @@ class Intake:
 
     def classify_row(self, tenant: int, campaign: Campaign, item: Submission) -> NewMessage:
         """Turn a well-formed submission into a spool row (state 1 or 7)."""
-        encoding, segments = count_segments(item.message)
+        text, journey = self._journey(campaign, item)
+        encoding, segments = count_segments(text)
         state, error, destination = State.TO_PROCESS, None, item.destination.strip()
         try:
             destination = normalize(destination, self._region)
@@ -124,9 +129,30 @@ class Intake:
             error = f"message: {segments} segments, more than the maximum {self._max_segments}"
         priority = campaign.priority if item.priority is None else item.priority
         return NewMessage(
-            tenant=tenant, campaign=campaign.id, destination=destination, message=item.message,
+            tenant=tenant, campaign=campaign.id, destination=destination, message=text,
             state=state, priority=priority, error=error, agent=item.agent, data=item.data,
-            idempotency_key=item.idempotency_key, segments=segments, encoding=encoding)
+            idempotency_key=item.idempotency_key, segments=segments, encoding=encoding,
+            journey=journey)
+
+    def _journey(self, campaign: Campaign, item: Submission
+                 ) -> tuple[str, JourneySpec | None]:
+        """The text as it will be sent (links shortened) and the journey to open."""
+        raw = merged(campaign.smart, item.smart)
+        if raw is None:
+            return item.message, None
+        policy = parse_policy(raw)  # validated on the way in; stored ones are valid
+        if not policy.needs_journey:
+            return item.message, None
+        links: list[tuple[str, str]] = []
+        text = item.message
+        if policy.track_links:
+            def shorten(url: str) -> str:
+                code = new_code()
+                links.append((code, url))
+                return self._planner.short_url(code)
+            text, _ = rewrite(item.message, shorten)
+        stored = {**raw, "link_ttl_s": policy.link_ttl_s} if policy.link_ttl_s else raw
+        return text, JourneySpec(policy=stored, wait_s=policy.wait_s, links=tuple(links))
 
     async def _campaign(self, tenant: int, name: str | None, field_name: str) -> Campaign:
         name = name or self._settings.intake.default_campaign

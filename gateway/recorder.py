@@ -60,7 +60,8 @@ class Recorder:
             log.info("message.report_interim", channel=dr.channel, ref=dr.provider_ref)
             return
         self._reports.append((self._clock(), Report(dr.channel, dr.provider_ref, dr.delivered,
-                                                    dr.error, dr.at, dr.destination)))
+                                                    dr.error, dr.at, dr.destination,
+                                                    dr.error_code)))
         self._idle.clear()
         self._wake.set()
 

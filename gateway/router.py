@@ -154,7 +154,9 @@ class ChannelRunner:
         self.sent_total += 1
         self._roll_day(self._clock())
         self.sent_today += 1
-        return Sent(m.id, self.name, receipt.provider_ref, self.cost * receipt.parts,
+        price = (m.data or {}).get("_smsgw", {}).get("price")
+        cost = float(price) if isinstance(price, int | float) else self.cost * receipt.parts
+        return Sent(m.id, self.name, receipt.provider_ref, cost,
                     self._clock(), delivered=receipt.delivered, part_refs=receipt.part_refs,
                     destination=m.destination)
 
@@ -198,10 +200,12 @@ class Router:
             runner.freed = self.capacity_changed.set
 
     def pool(self, names: Sequence[str], kind: str) -> list[ChannelRunner]:
-        # A campaign with no channel list uses every channel of the message's kind.
-        chosen = [self.runners[n] for n in names if n in self.runners] if names else [
-            r for r in self.runners.values() if r.kind == kind]
-        return [r for r in chosen if r.kind == kind]
+        # A campaign's channel list names its SMS channels; a message of a
+        # kind the list does not cover (a WhatsApp escalation) may use every
+        # channel of its kind, as may a campaign with no list.
+        chosen = [self.runners[n] for n in names if n in self.runners
+                  and self.runners[n].kind == kind]
+        return chosen or [r for r in self.runners.values() if r.kind == kind]
 
     def pick(self, names: Sequence[str], kind: str) -> ChannelRunner | None:
         candidates = self.pool(names, kind)

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from drivers.base import WebhookChannel
 from gateway.auth import Authenticator, OpenNetworks
 from gateway.campaigns import CampaignBook
+from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
 from gateway.intake import Intake
+from gateway.monitor import Monitor
 from gateway.router import Router
 from gateway.settings import Settings
 from spool.base import Store
@@ -22,5 +24,9 @@ class Services:
     auth: Authenticator
     open_networks: OpenNetworks
     router: Router
+    links: LinkCache
+    clicks: ClickRecorder
+    miss_limiter: MissLimiter
     hooks: dict[str, WebhookChannel] = field(default_factory=dict)
     ready: bool = False
+    monitor: Monitor | None = None  # rates and metrics; only the daemon collects them

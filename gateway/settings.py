@@ -42,6 +42,9 @@ class ServerSettings(_Section):
     legacy_open_networks: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     max_body_bytes: int = Field(1_048_576, ge=1024)
     api_keys_cache_s: float = Field(30.0, ge=0)
+    # /metrics and key-less /api/v1/stats: loopback callers, or this bearer token.
+    metrics_token: str | None = None
+    max_upload_bytes: int = Field(64 * 1_048_576, ge=1024)  # CSV uploads (streamed to disk)
 
     @field_validator("legacy_open_networks")
     @classmethod
@@ -131,9 +134,41 @@ class WebhookSettings(_Section):
     concurrency: int = Field(16, ge=1)
 
 
+class BillingSettings(_Section):
+    currency: str = Field("USD", min_length=3, max_length=3)
+
+
+class JourneySettings(_Section):
+    tick_s: float = Field(1.0, gt=0)
+    batch: int = Field(1000, ge=1)
+    click_flush_s: float = Field(0.25, gt=0, le=1.0)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+
+
+class DashboardUser(_Section):
+    name: str = Field(min_length=1, max_length=100)
+    password_hash: str  # `smsgw dashboard hash-password`
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        from gateway.dashboard_auth import check_hash_format
+
+        return check_hash_format(value)
+
+
+class DashboardSettings(_Section):
+    enabled: bool = True
+    users: tuple[DashboardUser, ...] = ()
+    # Signs session cookies; empty: a random one per start (sessions end on restart).
+    session_secret: str = ""
+    session_ttl_s: float = Field(12 * 3600.0, gt=0)
+    secure_cookie: bool = False  # set behind HTTPS
+    sample_interval_s: float = Field(2.0, gt=0)  # spool counts, for rates and the chart
 
 
 class ChannelSettings(BaseModel):
@@ -163,7 +198,10 @@ class Settings(_Section):
     phone: PhoneSettings = PhoneSettings()
     inbound: InboundSettings = InboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    billing: BillingSettings = BillingSettings()
+    journeys: JourneySettings = JourneySettings()
     logging: LoggingSettings = LoggingSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     channels: tuple[ChannelSettings, ...] = ()
     # Validated per driver after the tree is built; index matches `channels`.
     driver_options: tuple[Any, ...] = ()

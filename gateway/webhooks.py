@@ -94,19 +94,21 @@ class WebhookSender:
         url, secret = target
         body = self.body(event)
         headers = {"Content-Type": "application/json", "X-Smsgw-Event-Id": event.event_id,
-                   "X-Smsgw-Signature": sign(secret, body, int(self._clock()))}
+                   # The receiver checks this against its own clock: wall time,
+                   # whatever clock schedules the retries.
+                   "X-Smsgw-Signature": sign(secret, body, int(time.time()))}
         async with self._slots:
             error = await self._post(session, url, body, headers)
         now = self._clock()
         if error is None:
             await self._store.webhook_delivered(event.id, now)
-            log.info("webhook.delivered", event=event.event_id, type=event.type,
+            log.info("webhook.delivered", event_id=event.event_id, type=event.type,
                      tenant=event.tenant, attempts=event.attempts + 1)
             return
         retry_at = now + backoff_s(event.attempts, self._cfg.retry_base_s, self._rng)
         give_up = retry_at - event.created_at > self._cfg.give_up_after_s
         await self._store.webhook_failed(event.id, error, None if give_up else retry_at)
-        log.warning("webhook.failed", event=event.event_id, tenant=event.tenant, error=error,
+        log.warning("webhook.failed", event_id=event.event_id, tenant=event.tenant, error=error,
                     attempts=event.attempts + 1, gave_up=give_up)
 
     async def _post(self, session: aiohttp.ClientSession, url: str, body: bytes,

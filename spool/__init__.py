@@ -12,5 +12,7 @@ def open_store(url: str, **options: object) -> Store:
 
         return SqliteStore(url.removeprefix("sqlite:///"), **options)  # type: ignore[arg-type]
     if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("storage.url: the postgresql backend is not available in this build")
+        from spool.postgres import PostgresStore
+
+        return PostgresStore(url, **options)  # type: ignore[arg-type]
     raise ValueError(f"storage.url: unsupported scheme in {url!r}")

@@ -54,6 +54,40 @@ class SchemaTooNew(StoreError):
 
 
 @dataclass(frozen=True, slots=True)
+class JourneyStep:
+    """What the scheduler decided for a due journey: a next message (or
+    none), the journey's new state, and whether it waits again."""
+
+    journey: int
+    expected_step: int  # guards against two nodes advancing the same journey
+    state: str
+    message: NewMessage | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A failed marketing template that the utility fallback may recover."""
+
+    message_id: int
+    tenant: int
+    campaign: int
+    destination: str
+    state: str  # PENDING, ASKED, ANSWERED, EXPIRED, SKIPPED
+    error_code: str | None
+    until: float | None
+    utility_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    campaign: int
+    kind: str
+    messages: int
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tenant:
     id: int
     name: str
@@ -74,7 +108,55 @@ class Campaign:
     schedule: dict[str, Any] | None = None
     out_of_time_message: str | None = None
     auto_replies: dict[str, str] | None = None  # keyword -> reply text
+    smart: dict[str, Any] | None = None  # journey policy (links, reminders, WhatsApp)
     created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class JourneySpec:
+    """A journey to open with a message: its policy and the short links
+    already written into the message text (code -> original URL)."""
+
+    policy: dict[str, Any]
+    wait_s: float
+    links: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    id: int
+    tenant: int
+    campaign: int
+    destination: str
+    state: str
+    policy: dict[str, Any]
+    wait_s: float
+    step: int
+    next_at: float | None
+    note: str | None
+    created_at: float
+    updated_at: float
+    clicked_at: float | None
+    links: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTarget:
+    code: str
+    url: str
+    journey: int
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    code: str
+    journey: int
+    at: float
+    method: str
+    ip: str | None
+    user_agent: str | None
+    bot: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +176,8 @@ class NewMessage:
     idempotency_key: str | None = None
     segments: int = 1
     encoding: str = "gsm7"
+    journey: JourneySpec | None = None  # open a journey with this message
+    journey_id: int | None = None  # a later step of an existing journey
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +293,7 @@ class Report:
     error: str | None
     at: float
     destination: str | None = None
+    error_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +448,34 @@ class Store(Protocol):
     async def last_inbound_at(self, sender: str, channels: Sequence[str]) -> float | None: ...
     async def list_conversations(self, where: InboundFilter) -> list[Conversation]: ...
     async def get_conversation(self, tenant: int, conversation_id: int) -> Conversation: ...
+
+    # smart messaging
+    async def link_target(self, code: str) -> LinkTarget | None: ...
+    async def record_clicks(self, clicks: Sequence[Click]) -> list[int]:
+        """Store clicks; return the journeys that the first human click ended
+        (each also gets a `link.clicked` event in the same transaction)."""
+        ...
+    async def due_journeys(self, now: float, limit: int) -> list[Journey]: ...
+    async def advance_journeys(self, steps: Sequence[JourneyStep], now: float) -> int: ...
+    async def get_journey(self, tenant: int | None, journey_id: int) -> Journey: ...
+    async def journey_messages(self, journey_id: int) -> list[Message]: ...
+    async def journey_clicks(self, journey_id: int) -> tuple[int, int]:
+        """(human, bot) visits of the journey's links."""
+        ...
+    async def cancel_journey(self, tenant: int, journey_id: int, note: str) -> Journey: ...
+    async def fallbacks(self, state: str, limit: int) -> list[Fallback]: ...
+    async def fallback_for(self, destination: str, now: float) -> Fallback | None:
+        """The newest ASKED fallback for `destination` still inside its window."""
+        ...
+    async def set_fallback(self, message_id: int, state: str, now: float, *,
+                           utility_id: int | None = None, until: float | None = None,
+                           session_ids: Sequence[int] = ()) -> bool:
+        """Move a fallback on; False when it was no longer in the expected state."""
+        ...
+    async def expire_fallbacks(self, now: float) -> int: ...
+    async def fallback_of(self, message_id: int) -> Fallback | None: ...
+    async def cost_report(self, tenant: int, campaign: int | None, since: float | None,
+                          until: float | None) -> list[CostLine]: ...
 
     # tenant webhooks (the outbox is filled by the database in the same
     # transaction as the change it reports)

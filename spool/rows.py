@@ -11,6 +11,7 @@ from spool.base import (
     Conversation,
     Event,
     InboundRecord,
+    Journey,
     Message,
     OutboxEvent,
     State,
@@ -21,7 +22,8 @@ from spool.base import (
 Row = Any
 
 CAMPAIGN_FIELDS = ("enabled", "channels", "priority", "in_doubt", "dncr_check",
-                   "time_between_ms", "schedule", "out_of_time_message", "auto_replies")
+                   "time_between_ms", "schedule", "out_of_time_message", "auto_replies",
+                   "smart")
 
 
 def loads(value: str | None) -> Any:
@@ -43,6 +45,7 @@ def campaign(row: Row) -> Campaign:
         in_doubt=row["in_doubt"], dncr_check=bool(row["dncr_check"]),
         time_between_ms=row["time_between_ms"], schedule=loads(row["schedule"]),
         out_of_time_message=row["out_of_time_message"], auto_replies=loads(row["auto_replies"]),
+        smart=loads(row["smart"]),
         created_at=row["created_at"])
 
 
@@ -50,7 +53,7 @@ def campaign_column(name: str, value: Any) -> Any:
     """A campaign attribute as stored."""
     if name == "channels":
         return json.dumps(list(value))
-    if name in ("schedule", "auto_replies"):
+    if name in ("schedule", "auto_replies", "smart"):
         return dumps(value)
     if name in ("enabled", "dncr_check"):
         return int(bool(value))
@@ -86,6 +89,15 @@ def inbound(row: Row) -> InboundRecord:
         text=row["text"], received_at=row["received_at"], provider_ref=row["provider_ref"],
         tenant=row["tenant"], campaign=row["campaign"], reply_to=row["reply_to"],
         data=loads(row["data"]), conversation=row["conversation"], action=row["action"])
+
+
+def journey(row: Row, links: tuple[tuple[str, str], ...] = ()) -> Journey:
+    return Journey(
+        id=row["id"], tenant=row["tenant"], campaign=row["campaign"],
+        destination=row["destination"], state=row["state"], policy=json.loads(row["policy"]),
+        wait_s=row["wait_s"], step=row["step"], next_at=row["next_at"], note=row["note"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+        clicked_at=row["clicked_at"], links=links)
 
 
 def conversation(row: Row) -> Conversation:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,9 @@ from gateway.app import App
 from gateway.auth import generate_key, hash_key
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings, settings_from_dict
+from tests import pgdb
+
+pytest_plugins = ["tests.webhook_receiver"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,10 +28,11 @@ def loopback_channel(name: str, **extra: Any) -> dict[str, Any]:
 
 
 def config(tmp: Path, *, channels: list[dict[str, Any]] | None = None,
-           **sections: dict[str, Any]) -> dict[str, Any]:
+           storage_url: str | None = None, **sections: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "server": {"port": 0},
-        "storage": {"url": f"sqlite:///{tmp / 'spool.db'}", "synchronous": "normal"},
+        "storage": {"url": storage_url or f"sqlite:///{tmp / 'spool.db'}",
+                    "synchronous": "normal"},
         "dispatcher": {"node_name": "test-node", "poll_interval_ms": 20,
                        "retry_base_s": 0.05, "retry_max_s": 0.2, "shutdown_grace_s": 2},
         "spool_folder": {"path": str(tmp / "spool"), "poll_interval_s": 0.05, "stable_s": 0.1},
@@ -67,8 +71,9 @@ class Running:
             await asyncio.sleep(0.02)
 
 
-async def start_app(settings: Settings) -> tuple[App, asyncio.Event, asyncio.Task[None]]:
-    app = App(settings, notifier=Notifier({}))
+async def start_app(settings: Settings, clock: Callable[[], float] | None = None
+                    ) -> tuple[App, asyncio.Event, asyncio.Task[None]]:
+    app = App(settings, notifier=Notifier({}), **({"clock": clock} if clock else {}))
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop))
     started = asyncio.create_task(app.started.wait())
@@ -81,14 +86,42 @@ async def start_app(settings: Settings) -> tuple[App, asyncio.Event, asyncio.Tas
     return app, stop, task
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> pgdb.PgServer:
+    return pgdb.PgServer(pgdb.server_url())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test that stores anything runs on both backends."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def make_gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Start in-process daemons; `await make_gateway(channels=..., dispatcher={...})`."""
+def storage_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty spool for this test on `backend`."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'spool.db'}"
+        return
+    server: pgdb.PgServer = request.getfixturevalue("pg_server")
+    if server.problem is not None:
+        if pgdb.promised():
+            pytest.fail(f"{server.problem} (promised by ${pgdb.ENV} or CI=true)")
+        pytest.skip(f"{server.problem}; set ${pgdb.ENV} to a server to run these")
+    schema, url = server.new_schema()
+    yield url
+    server.drop_schema(schema)
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Path, storage_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process daemons on one spool (a new one per test, on each backend);
+    `await make_gateway(channels=..., dispatcher={...})`."""
     started: list[tuple[asyncio.Event, asyncio.Task[None], aiohttp.ClientSession]] = []
 
-    async def make(**overrides: Any) -> Running:
-        settings = settings_from_dict(config(tmp_path, **overrides))
-        app, stop, task = await start_app(settings)
+    async def make(*, clock: Callable[[], float] | None = None, **overrides: Any) -> Running:
+        settings = settings_from_dict(config(tmp_path, storage_url=storage_url, **overrides))
+        app, stop, task = await start_app(settings, clock)
         keys = []
         for name in ("default", "other"):
             key = generate_key()

@@ -2,14 +2,14 @@
 
 The loopback channels append a line per accepted send to a record file
 (flushed at once), which is the test's independent account of what "went
-out"; the spool is read with plain sqlite3, not with smsgw's own code.
+out"; the spool is read with plain sqlite3 or asyncpg, not with smsgw's own
+code. Both backends: the process tests are where a lease meets a real kill.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -19,20 +19,21 @@ from pathlib import Path
 
 import pytest
 
+from tests import pgdb
 from tests.proc import Daemon, free_port, smsgw, write_config
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def daemon_config(tmp: Path, *, latency_ms: float, concurrency: int, grace_s: float = 5,
-                  record: Path) -> Path:
+def daemon_config(tmp: Path, url: str, *, latency_ms: float, concurrency: int,
+                  grace_s: float = 5, record: Path) -> Path:
     channels = [{"name": name, "driver": "loopback", "cost": 0.15, "latency_ms": latency_ms,
                  "latency_jitter_ms": latency_ms, "concurrency": concurrency,
                  "report_delay_ms": 100, "record_path": str(record)}
                 for name in ("loop-a", "loop-b")]
     raw = {
         "server": {"port": free_port()},
-        "storage": {"url": f"sqlite:///{tmp / 'spool.db'}", "synchronous": "full"},
+        "storage": {"url": url, "synchronous": "full"},
         "dispatcher": {"node_name": "crash-node", "poll_interval_ms": 20,
                        "shutdown_grace_s": grace_s, "claim_lease_s": 30},
         "spool_folder": {"path": str(tmp / "spool")},
@@ -54,9 +55,8 @@ def post_batch(url: str, key: str, batch: list[dict]) -> list[int] | None:
         return None
 
 
-def rows(db: Path, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(db, timeout=10) as conn:
-        return conn.execute(sql, args).fetchall()
+def rows(url: str, sql: str, *args: object) -> list[tuple]:
+    return pgdb.query(url, sql, *args)
 
 
 def sent_lines(record: Path) -> Counter[int]:
@@ -70,9 +70,10 @@ def api_key(config: Path) -> str:
     return out.split("store it now): ")[1].split()[0]
 
 
-def test_sigkill_mid_send_loses_nothing_and_duplicates_only_in_flight(tmp_path: Path) -> None:
+def test_sigkill_mid_send_loses_nothing_and_duplicates_only_in_flight(
+        tmp_path: Path, storage_url: str) -> None:
     record = tmp_path / "sent.jsonl"
-    config = daemon_config(tmp_path, latency_ms=3, concurrency=4, record=record)
+    config = daemon_config(tmp_path, storage_url, latency_ms=3, concurrency=4, record=record)
     key = api_key(config)
     daemon = Daemon(config, int(config.read_text().split("port = ")[1].split()[0]),
                     tmp_path / "daemon.log").start()
@@ -96,7 +97,7 @@ def test_sigkill_mid_send_loses_nothing_and_duplicates_only_in_flight(tmp_path: 
         time.sleep(0.01)
     assert daemon.kill(signal.SIGKILL) == -signal.SIGKILL
     feeder.join()
-    db = tmp_path / "spool.db"
+    db = storage_url
     acked_ids = {i for ids in acked.values() for i in ids}
     # Every acknowledged message survived the kill.
     stored = {r[0] for r in rows(db, "SELECT id FROM sms_spool")}
@@ -134,9 +135,11 @@ def test_sigkill_mid_send_loses_nothing_and_duplicates_only_in_flight(tmp_path: 
     assert len(doubted) <= 8, "duplicates bounded by what was in flight (2 channels x 4)"
 
 
-def test_sigterm_drains_in_flight_and_returns_the_rest(tmp_path: Path) -> None:
+def test_sigterm_drains_in_flight_and_returns_the_rest(tmp_path: Path,
+                                                       storage_url: str) -> None:
     record = tmp_path / "sent.jsonl"
-    config = daemon_config(tmp_path, latency_ms=150, concurrency=2, grace_s=5, record=record)
+    config = daemon_config(tmp_path, storage_url, latency_ms=150, concurrency=2, grace_s=5,
+                           record=record)
     key = api_key(config)
     daemon = Daemon(config, int(config.read_text().split("port = ")[1].split()[0]),
                     tmp_path / "daemon.log").start()
@@ -147,7 +150,7 @@ def test_sigterm_drains_in_flight_and_returns_the_rest(tmp_path: Path) -> None:
     started = time.monotonic()
     assert daemon.kill(signal.SIGTERM) == 0, "clean exit on SIGTERM"
     assert time.monotonic() - started < 5 + 3
-    db = tmp_path / "spool.db"
+    db = storage_url
     states = Counter(r[0] for r in rows(db, "SELECT state FROM sms_spool"))
     sent = rows(db, "SELECT count(*) FROM sms_spool WHERE state IN (4, 5)")[0][0]
     print(f"\nafter SIGTERM: states={dict(states)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,8 @@ from spool.base import InboundFilter, InboundRecord, NewMessage, Report, Sent, S
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = open_store(f"sqlite:///{tmp_path / 'spool.db'}", synchronous="normal")
+async def store(storage_url: str):
+    s = open_store(storage_url, synchronous="normal")
     await s.open()
     await s.migrate()
     yield s

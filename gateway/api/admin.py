@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.api import parse, render
 from gateway.api.http import SERVICES, json_body, tenant
 from gateway.intake import IntakeError
+from gateway.journeys import parse_policy
 from gateway.phone import InvalidNumber, normalize
 from gateway.schedule import parse_schedule
 from gateway.services import Services
@@ -80,7 +81,19 @@ _CHECKS: dict[str, Callable[[dict[str, Any], Services], Any]] = {
     "schedule": _schedule,
     "out_of_time_message": lambda b, _: parse.text(b, "out_of_time_message", max_len=1000),
     "auto_replies": lambda b, _: _auto_replies(b),
+    "smart": lambda b, _: _smart(b),
 }
+
+
+def _smart(body: dict[str, Any]) -> dict[str, Any] | None:
+    if body["smart"] is None:
+        return None
+    try:
+        parse_policy(body["smart"])
+    except ValueError as err:
+        field, _, message = str(err).partition(": ")
+        raise IntakeError(message, field=field) from None
+    return dict(body["smart"])
 
 
 def _auto_replies(body: dict[str, Any]) -> dict[str, str] | None:

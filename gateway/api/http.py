@@ -16,6 +16,8 @@ from spool.base import Conflict, NotFound, StoreError, Tenant
 log = structlog.get_logger("smsgw.http")
 
 SERVICES = web.AppKey("services", Services)
+# Set by the dashboard's session middleware: the tenant a logged-in admin acts as.
+ACTING_TENANT = "smsgw.acting_tenant"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -65,6 +67,9 @@ async def json_body(request: web.Request) -> Any:
 
 async def tenant(request: web.Request) -> Tenant:
     services = request.app[SERVICES]
+    acting = request.get(ACTING_TENANT)
+    if isinstance(acting, Tenant) and not request.headers.get("X-Api-Key"):
+        return acting
     found = await services.auth.tenant(request.headers.get("X-Api-Key"))
     if found is None:
         raise web.HTTPUnauthorized(reason="missing or wrong X-Api-Key")
@@ -73,9 +78,21 @@ async def tenant(request: web.Request) -> Tenant:
 
 def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = None
               ) -> web.Application:
-    from gateway.api import admin, health, hooks, inbound, messages, openapi
+    from gateway.api import (
+        admin,
+        dashboard,
+        health,
+        hooks,
+        inbound,
+        links,
+        messages,
+        openapi,
+        reports,
+        stats,
+        uploads,
+    )
 
-    app = web.Application(middlewares=[errors],
+    app = web.Application(middlewares=[errors, dashboard.session],
                           client_max_size=services.settings.server.max_body_bytes)
     app[SERVICES] = services
     app.add_routes(messages.routes)
@@ -84,6 +101,11 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
     app.add_routes(openapi.routes)
     app.add_routes(hooks.routes)
     app.add_routes(inbound.routes)
+    app.add_routes(stats.routes)
+    app.add_routes(reports.routes)
+    app.add_routes(uploads.routes)
+    dashboard.setup(app)
+    app.add_routes(links.routes)
     if extra_routes:
         app.add_routes(extra_routes)
     return app

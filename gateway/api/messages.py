@@ -72,6 +72,11 @@ async def get_message(request: web.Request) -> web.Response:
     m = await store.get_message(owner.id, int(request.match_info["id"]))
     body = await _render(request, m)
     body["history"] = [render.event(e) for e in await store.message_events(m.id)]
+    if m.kind == "whatsapp":
+        fallback = await store.fallback_of(m.id)
+        body["fallback"] = None if fallback is None else {
+            "state": fallback.state, "error_code": fallback.error_code,
+            "utility_message": fallback.utility_id, "until": render.iso(fallback.until)}
     return web.json_response(body)
 
 

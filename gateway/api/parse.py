@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.intake import IntakeError, Submission
+from gateway.journeys import parse_policy
 from spool.base import State
 
 MAX_KEY_LEN = 200
@@ -46,6 +47,13 @@ def submission(body: Any, where: str = "") -> Submission:
     data = body.get("data")
     if data is not None and not isinstance(data, dict):
         raise IntakeError("data must be an object", field=where + "data")
+    smart = body.get("smart")
+    if smart is not None:
+        try:
+            parse_policy(smart, where=f"{where}smart")
+        except ValueError as err:
+            field, _, message = str(err).partition(": ")
+            raise IntakeError(message, field=field) from None
     return Submission(
         destination=text(body, "destination", where, required=True, max_len=64) or "",
         message=text(body, "message", where, required=True, max_len=10_000) or "",
@@ -54,6 +62,7 @@ def submission(body: Any, where: str = "") -> Submission:
         agent=text(body, "agent", where, max_len=200),
         data=data,
         idempotency_key=text(body, "idempotency_key", where, max_len=MAX_KEY_LEN),
+        smart=smart,
     )
 
 

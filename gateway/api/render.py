@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from spool.base import Campaign, Conversation, Event, InboundRecord, Message
+from spool.base import Campaign, Conversation, Event, InboundRecord, Journey, Message
 
 
 def iso(ts: float | None) -> str | None:
@@ -39,6 +39,7 @@ def campaign(c: Campaign) -> dict[str, Any]:
         "priority": c.priority, "in_doubt": c.in_doubt, "dncr_check": c.dncr_check,
         "time_between_ms": c.time_between_ms, "schedule": c.schedule,
         "out_of_time_message": c.out_of_time_message, "auto_replies": c.auto_replies,
+        "smart": c.smart,
         "created_at": iso(c.created_at),
     }
 
@@ -53,3 +54,12 @@ def conversation(c: Conversation, campaign_name: str | None) -> dict[str, Any]:
     return {"id": c.id, "campaign": campaign_name, "customer": c.customer,
             "channel": c.channel, "agent": c.agent, "started_at": iso(c.started_at),
             "last_at": iso(c.last_at), "inbound": c.inbound}
+
+
+def journey(j: Journey, campaign_name: str | None, base_url: str) -> dict[str, Any]:
+    return {"id": j.id, "campaign": campaign_name, "destination": j.destination,
+            "state": j.state, "policy": j.policy, "step": j.step, "note": j.note,
+            "next_at": iso(j.next_at), "created_at": iso(j.created_at),
+            "clicked_at": iso(j.clicked_at),
+            "links": [{"code": c, "short_url": f"{base_url.rstrip('/')}/r/{c}", "url": u}
+                      for c, u in j.links]}

@@ -9,22 +9,22 @@ import os
 import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 
 from gateway.api import render
 from gateway.app import App
 from gateway.auth import generate_key, hash_key
-from gateway.cli import output
+from gateway.cli import dbcopy, monitoring, output
 from gateway.cli.context import CliError, opened_store, services, tenant_named
+from gateway.dncr import DncrImport
 from gateway.importer import FileImporter
 from gateway.intake import IntakeError, Submission
 from gateway.logging import configure_logging
 from gateway.phone import InvalidNumber, normalize
 from gateway.services import Services
 from gateway.settings import Settings
-from spool.base import Campaign, Conflict, State
-from spool.csvfile import BlacklistRow, errors_path, read_blacklist_rows
+from spool.base import Campaign, Conflict
+from spool.csvfile import errors_path
 
 
 def run_daemon(settings: Settings) -> int:
@@ -49,6 +49,8 @@ async def _run(settings: Settings) -> int:
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "db":
+        if args.action == "copy":
+            return await dbcopy.run(args)
         return await db_migrate(settings)
     async with services(settings) as s:
         handler = _HANDLERS[(args.command, getattr(args, "action", None))]
@@ -100,19 +102,7 @@ async def import_csv(args: argparse.Namespace, s: Services) -> int:
 async def status(args: argparse.Namespace, s: Services) -> int:
     if args.message is not None:
         return await _one_message(args, s)
-    counts = await s.store.counts()
-    names = {c.id: c.name for c in await s.store.list_campaigns()}
-    since = time.time() - 86400
-    per_channel = await s.store.sent_per_channel_since(since)
-    if args.json:
-        print(json.dumps({
-            "campaigns": [{"campaign": names.get(c.campaign, str(c.campaign)),
-                           "states": {State(k).name: v for k, v in sorted(c.by_state.items())},
-                           "cost": round(c.cost, 4)} for c in counts],
-            "channels_sent_24h": per_channel}, indent=2))
-        return 0
-    print(output.status_table(counts, names, per_channel))
-    return 0
+    return await monitoring.status(args, s)
 
 
 async def _one_message(args: argparse.Namespace, s: Services) -> int:
@@ -162,35 +152,13 @@ async def blacklist_list(args: argparse.Namespace, s: Services) -> int:
 
 async def blacklist_import(args: argparse.Namespace, s: Services) -> int:
     tenant = await tenant_named(s, args.tenant)
-    region = s.settings.phone.default_region
-    entries: list[tuple[str, int | None]] = []
-    bad = 0
     with open(args.file, "rb") as fh:
-        for row in read_blacklist_rows(fh):
-            problem = await _blacklist_entry(s, tenant.id, row, region, entries)
-            if problem:
-                bad += 1
-                print(f"line {row.line}: {problem}", file=sys.stderr)
-    added = await s.store.blacklist_add(entries, note=f"import {os.path.basename(args.file)}")
-    print(f"added {added} (of {len(entries)} valid rows; {bad} rejected)")
+        summary = await DncrImport(
+            s.store, tenant.id, s.settings.phone.default_region, allow_global=True,
+            note=f"import {os.path.basename(args.file)}",
+            on_error=lambda line, why: print(f"line {line}: {why}", file=sys.stderr)).run(fh)
+    print(f"added {summary.added} (of {summary.valid} valid rows; {summary.rejected} rejected)")
     return 0
-
-
-async def _blacklist_entry(s: Services, tenant: int, row: object, region: str,
-                           entries: list[tuple[str, int | None]]) -> str | None:
-    if not isinstance(row, BlacklistRow):
-        return getattr(row, "reason", "unreadable row")
-    scope = None
-    if row.campaign:
-        found = await s.store.campaign_by_name(tenant, row.campaign)
-        if found is None:
-            return f"unknown campaign {row.campaign!r}"
-        scope = found.id
-    try:
-        entries.append((normalize(row.destination, region), scope))
-    except InvalidNumber as err:
-        return str(err)
-    return None
 
 
 async def campaign_create(args: argparse.Namespace, s: Services) -> int:

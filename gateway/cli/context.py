@@ -11,6 +11,7 @@ from drivers.base import ChannelEvents
 from drivers.registry import DRIVERS
 from gateway.auth import Authenticator, OpenNetworks
 from gateway.campaigns import CampaignBook
+from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
 from gateway.intake import Intake
 from gateway.router import ChannelRunner, Router
 from gateway.services import Services
@@ -64,7 +65,8 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
                        intake=Intake(store, settings, campaigns),
                        auth=Authenticator(store),
                        open_networks=OpenNetworks(settings.server.legacy_open_networks),
-                       router=offline_router(settings))
+                       router=offline_router(settings), links=LinkCache(store),
+                       clicks=ClickRecorder(store), miss_limiter=MissLimiter())
 
 
 async def tenant_named(s: Services, name: str) -> Tenant:

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import commands
+from gateway.cli import commands, dbcopy, hardware, monitoring
 from gateway.cli.context import CliError
 from gateway.settings import ConfigError, default_config_path, load_settings
 from spool.base import StoreError
@@ -40,8 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--tenant", default="default")
     imp.add_argument("--errors", help="write rejected rows here (default: FILE.errors.csv)")
 
-    status = sub.add_parser("status", help="counts per campaign and state")
+    status = sub.add_parser("status", help="campaigns and channels, as on the dashboard")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                        help="redraw every SECONDS (default 2) until Ctrl-C")
     status.add_argument("--message", type=int, help="one message with its history")
 
     bl = sub.add_parser("blacklist", help="the do-not-contact list").add_subparsers(
@@ -89,11 +91,18 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("migrate", help="apply pending schema migrations")
+    dbcopy.add_parser(db)
+    hardware.add_parsers(sub)
+    monitoring.add_parsers(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in hardware.COMMANDS:
+        return hardware.run(args)
+    if args.command in monitoring.COMMANDS:
+        return monitoring.run(args)
     try:
         settings = load_settings(args.config or default_config_path())
     except ConfigError as err:

@@ -30,17 +30,13 @@ from spool.base import (
 from spool.sqlite.admin import AdminMixin, save_progress
 from spool.sqlite.conversations import ConversationsMixin
 from spool.sqlite.db import SqliteDb
+from spool.sqlite.journeys import JourneysMixin, insert_rows
 from spool.sqlite.outbox import OutboxMixin
-
-_INSERT = (
-    "INSERT INTO sms_spool (id, tenant, campaign, destination, message, priority, state, "
-    "error, note, agent, data, kind, idempotency_key, segments, encoding, created_at, "
-    "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 _CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
 
 
-class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin):
+class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
     def __init__(self, path: str | Path, *, synchronous: str = "full",
                  busy_timeout_ms: int = 5000, **_: object) -> None:
         self.db = SqliteDb(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
@@ -66,28 +62,22 @@ class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin):
         now = time.time()
         async with self.db.transaction() as db:
             known = await self._known_keys(db, messages)
-            seq = await db.execute_fetchall(
-                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sms_spool'), 0)")
-            next_id = next(iter(seq))[0] + 1
-            batch, result = [], []
+            fresh: list[NewMessage] = []
+            slots: list[int | Inserted] = []  # an index into `fresh`, or a duplicate
             for m in messages:
                 key = (m.tenant, m.idempotency_key) if m.idempotency_key else None
                 if key is not None and key in known:
-                    result.append(Inserted(known[key][0], known[key][1], duplicate=True))
+                    slots.append(Inserted(known[key][0], known[key][1], duplicate=True))
                     continue
-                note = m.error or ("accepted" if m.state == State.TO_PROCESS else None)
-                batch.append((next_id, m.tenant, m.campaign, m.destination, m.message,
-                              m.priority, m.state, m.error, note, m.agent, rows.dumps(m.data),
-                              m.kind, m.idempotency_key, m.segments, m.encoding, now, now))
-                result.append(Inserted(next_id, m.state))
                 if key is not None:
-                    known[key] = (next_id, m.state)
-                next_id += 1
-            if batch:
-                await db.executemany(_INSERT, batch)
+                    known[key] = (-len(fresh) - 1, m.state)  # resolved below
+                slots.append(len(fresh))
+                fresh.append(m)
+            ids = await insert_rows(db, fresh, now)
             if import_progress is not None:
                 await save_progress(db, import_progress)
-        return result
+        return [slot if isinstance(slot, Inserted) else Inserted(ids[slot], fresh[slot].state)
+                for slot in _resolve(slots, ids)]
 
     async def _known_keys(self, db, messages: Sequence[NewMessage]
                           ) -> dict[tuple[int, str], tuple[int, State]]:
@@ -273,11 +263,14 @@ class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin):
         async with self.db.transaction() as db:
             known = await self._sent_refs(db, reports)
             whole = [r for r in reports if (r.provider_ref, r.channel) in known]
+            # WhatsApp bills delivered messages only: a failed one costs nothing.
             await db.executemany(
-                "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, note = ?, "
-                "updated_at = ? WHERE provider_ref = ? AND channel = ? AND state IN (4, 9)",
-                [(_report_state(r), r.at if r.delivered else None, r.error, _report_note(r),
-                  r.at, r.provider_ref, r.channel) for r in whole])
+                "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, error_code = ?, "
+                "note = ?, updated_at = ?, cost = CASE WHEN ?1 = 6 AND kind = 'whatsapp' "
+                "THEN 0 ELSE cost END WHERE provider_ref = ? AND channel = ? "
+                "AND state IN (4, 9)",
+                [(_report_state(r), r.at if r.delivered else None, r.error, r.error_code,
+                  _report_note(r), r.at, r.provider_ref, r.channel) for r in whole])
             unmatched = []
             for r in reports:
                 if (r.provider_ref, r.channel) not in known and not await _part_report(db, r):
@@ -358,8 +351,21 @@ async def _part_report(db, r: Report) -> bool:
     if failed or delivered == total:
         note = _report_note(r) if failed else f"delivery report: all {total} parts delivered"
         await db.execute(
-            "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, note = ?, "
-            "updated_at = ? WHERE id = ? AND state IN (4, 9)",
+            "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, error_code = ?, "
+            "note = ?, updated_at = ? WHERE id = ? AND state IN (4, 9)",
             (State.FAILED if failed else State.DELIVERED, None if failed else r.at,
-             r.error if failed else None, note, r.at, message_id))
+             r.error if failed else None, r.error_code if failed else None, note, r.at,
+             message_id))
     return True
+
+
+def _resolve(slots: list[int | Inserted], ids: list[int]) -> list[int | Inserted]:
+    """A key repeated inside one batch points at the row its first use created."""
+    out: list[int | Inserted] = []
+    for slot in slots:
+        if isinstance(slot, Inserted) and slot.id < 0:
+            index = -slot.id - 1
+            out.append(Inserted(ids[index], slot.state, duplicate=True))
+        else:
+            out.append(slot)
+    return out

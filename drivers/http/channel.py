@@ -1,0 +1,106 @@
+"""A generic HTTP SMS provider as a channel, in the manner of Kannel's
+generic HTTP SMSC: a request template out, a success matcher on the answer,
+and delivery reports back at `/hooks/{name}/dlr` (GET or POST, form or
+JSON). config/examples/http-*.toml configure real aggregators with it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from drivers.base import (
+    ChannelError,
+    ChannelEvents,
+    ChannelKind,
+    Health,
+    OutgoingMessage,
+    SendReceipt,
+    TransientError,
+)
+from drivers.http import dlr, request
+from drivers.http.common import fetch, new_session
+from drivers.http.options import HttpOptions
+
+log = structlog.get_logger("smsgw.http_driver")
+
+
+class HttpChannel:
+    def __init__(self, name: str, options: HttpOptions, events: ChannelEvents) -> None:
+        self.name = self.hook_name = name
+        self.kind: ChannelKind = options.kind
+        self.concurrency = options.concurrency
+        self._opt = options
+        self._events = events
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._last_error: str | None = None
+
+    async def start(self) -> None:
+        self._session = new_session(self._opt.request_timeout_s)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def health(self) -> Health:
+        return Health(up=not self._closed, last_error=self._last_error)
+
+    async def send(self, message: OutgoingMessage) -> SendReceipt:
+        if self._closed:
+            raise TransientError("channel closed", code="closed")
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        req = request.build(self._opt, self.name, message)
+        try:
+            answer = await fetch(self._session, self.name, req.method, req.url,
+                                 params=req.params or None, headers=req.headers,
+                                 data=req.form, json=req.json)
+            receipt = request.interpret(self._opt, answer, message)
+        except ChannelError as err:
+            self._last_error = str(err)
+            raise
+        self._last_error = None
+        return receipt
+
+    async def handle_hook(self, req: web.Request, subpath: str) -> web.StreamResponse:
+        spec = self._opt.dlr
+        if spec is None or subpath != "/dlr":
+            raise web.HTTPNotFound(reason="this channel takes delivery reports at /dlr "
+                                          "when `dlr` is configured")
+        params, doc = await _params(req)
+        if not dlr.authorised(spec, self._opt.dlr_secret, params, req.headers):
+            log.warning("http_driver.dlr_refused", channel=self.name)
+            raise web.HTTPForbidden(reason="missing or wrong shared secret")
+        found = dlr.reports(self.name, spec, params, doc)
+        if not found:
+            log.info("http_driver.dlr_ignored", channel=self.name, params=sorted(params))
+        for report in found:
+            await self._events.report(report)
+        return web.Response(text="OK")
+
+
+async def _params(req: web.Request) -> tuple[dict[str, str], Any]:
+    """Query and form parameters together, and the JSON body if it is one."""
+    params = {k: v for k, v in req.query.items()}
+    if req.method not in ("POST", "PUT"):
+        return params, None
+    if req.content_type == "application/json":
+        try:
+            return params, json.loads(await req.read())
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(reason="body is not JSON") from None
+    form = await req.post()
+    params.update({k: str(v) for k, v in form.items()})
+    return params, None
+
+
+def build(name: str, options: HttpOptions, events: ChannelEvents) -> list[HttpChannel]:
+    return [HttpChannel(name, options, events)]

@@ -1,0 +1,1 @@
+"""Twilio Programmable Messaging: REST sends, signed status and inbound webhooks."""

@@ -1,0 +1,1 @@
+"""WhatsApp Business Cloud API (Meta): templates, session messages, signed webhooks."""

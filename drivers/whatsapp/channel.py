@@ -1,0 +1,158 @@
+"""One WhatsApp Business phone number on Meta's Cloud API as a channel.
+
+Sends with `POST /{version}/{phone_number_id}/messages` (Bearer token) and
+receives Meta's webhooks on the gateway's server at `/hooks/{name}`: the
+GET subscription check (`verify_token`) and POSTs signed with the app
+secret (`X-Hub-Signature-256`). Anything but a template needs the
+customer-service window open: the customer wrote in the last 24 hours.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import aiohttp
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.base import (
+    ChannelError,
+    ChannelEvents,
+    ChannelKind,
+    Health,
+    OutgoingMessage,
+    PermanentError,
+    SendReceipt,
+    TransientError,
+)
+from drivers.http.common import fetch, new_session
+from drivers.whatsapp import errors, payload, webhook
+
+log = structlog.get_logger("smsgw.whatsapp")
+
+WINDOW_S = 24 * 3600
+
+
+class WhatsAppOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    phone_number_id: str = Field(min_length=1)
+    access_token: str = Field(min_length=1)
+    # Signs Meta's webhook POSTs (App Dashboard > App settings > Basic).
+    app_secret: str = Field(min_length=1)
+    # Our half of the GET subscription check, as typed into the App Dashboard.
+    verify_token: str = Field(min_length=1)
+    api_version: str = Field("v25.0", pattern=r"^v\d+\.\d+$")
+    base_url: str = "https://graph.facebook.com"
+    request_timeout_s: float = Field(30.0, gt=0)
+    concurrency: int = Field(16, ge=1)
+
+
+class WhatsAppChannel:
+    kind: ChannelKind = "whatsapp"
+
+    def __init__(self, name: str, options: WhatsAppOptions, events: ChannelEvents, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.name = self.hook_name = name
+        self.concurrency = options.concurrency
+        self._opt = options
+        self._events = events
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._last_error: str | None = None
+        self._url = (f"{options.base_url.rstrip('/')}/{options.api_version}/"
+                     f"{options.phone_number_id}/messages")
+        self._headers = {"Authorization": f"Bearer {options.access_token}"}
+
+    async def start(self) -> None:
+        self._session = new_session(self._opt.request_timeout_s)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def health(self) -> Health:
+        return Health(up=not self._closed, last_error=self._last_error)
+
+    async def send(self, message: OutgoingMessage) -> SendReceipt:
+        if self._closed:
+            raise TransientError("channel closed", code="closed")
+        prepared = payload.prepare(message)
+        if prepared.needs_open_window:
+            await self._require_window(message.destination)
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        try:
+            answer = await fetch(self._session, "WhatsApp", "POST", self._url,
+                                 json=prepared.body, headers=self._headers)
+            if not 200 <= answer.status < 300:
+                raise errors.classify(answer)
+            receipt = _receipt(answer.body)
+        except ChannelError as err:
+            self._last_error = str(err)
+            raise
+        self._last_error = None
+        return receipt
+
+    async def _require_window(self, destination: str) -> None:
+        last = await self._events.last_inbound_at("whatsapp", destination)
+        if last is None or self._clock() - last > WINDOW_S:
+            raise PermanentError("outside the 24-hour customer-service window; send a template",
+                                 code="window_closed")
+
+    # webhooks -------------------------------------------------------------
+    async def handle_hook(self, request: web.Request, subpath: str) -> web.StreamResponse:
+        if subpath not in ("", "/"):
+            raise web.HTTPNotFound(reason="the WhatsApp hook is /hooks/{name}")
+        if request.method == "GET":
+            answer = webhook.challenge(request.query, self._opt.verify_token)
+            if answer is None:
+                raise web.HTTPForbidden(reason="hub.verify_token does not match")
+            return web.Response(text=answer)
+        if request.method != "POST":
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+        raw = await request.read()
+        if not webhook.signed(self._opt.app_secret, raw,
+                              request.headers.get(webhook.SIGNATURE_HEADER)):
+            log.warning("whatsapp.bad_signature", channel=self.name)
+            raise web.HTTPForbidden(reason="missing or wrong X-Hub-Signature-256")
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(reason="body is not JSON") from None
+        await self._deliver(webhook.parse(self.name, doc, self._opt.phone_number_id))
+        return web.Response(text="EVENT_RECEIVED")
+
+    async def _deliver(self, events: webhook.Events) -> None:
+        # Stored before the 200: a failure is a 5xx and Meta delivers again.
+        for message in events.inbound:
+            await self._events.inbound(message)
+        for report in events.reports:
+            await self._events.report(report)
+        for why in events.ignored:
+            log.info("whatsapp.webhook_ignored", channel=self.name, reason=why)
+
+
+def _receipt(body: bytes) -> SendReceipt:
+    try:
+        doc = json.loads(body)
+        wamid = doc["messages"][0]["id"]
+    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+        raise TransientError("WhatsApp accepted the request but returned no message id",
+                             code="no_id") from None
+    status = doc["messages"][0].get("message_status")
+    if status and status != "accepted":
+        # Template pacing ("held_for_quality_assessment"): it may go out later, or not.
+        log.info("whatsapp.message_status", wamid=wamid, status=status)
+    return SendReceipt(provider_ref=str(wamid))
+
+
+def build(name: str, options: WhatsAppOptions, events: ChannelEvents) -> list[WhatsAppChannel]:
+    return [WhatsAppChannel(name, options, events)]

@@ -1,0 +1,93 @@
+"""From an OutgoingMessage to the Cloud API's `/messages` body, without I/O.
+
+The message's `data["whatsapp"]` says what to send (docs/providers.md has
+the full shape); `message.text` fills the obvious text slot when the spec
+leaves it out: the body of a `text`, the caption of a media message, the
+body of an interactive message. No spec at all means a plain text.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.base import OutgoingMessage, PermanentError
+from drivers.whatsapp import limits
+
+TYPES = ("text", "template", "interactive", *limits.MEDIA_TYPES)
+_DIGITS = re.compile(r"^\+?(\d{6,15})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    body: dict[str, Any]
+    type: str
+
+    @property
+    def needs_open_window(self) -> bool:
+        # Only templates may open a conversation; everything else is a
+        # "service" message and needs the customer to have written in 24 h.
+        return self.type != "template"
+
+
+def prepare(message: OutgoingMessage) -> Prepared:
+    """The request body, or PermanentError naming what is wrong with the spec."""
+    spec = (message.data or {}).get("whatsapp") or {"type": "text"}
+    if not isinstance(spec, dict):
+        raise PermanentError("data.whatsapp must be an object", code="whatsapp_payload")
+    kind = spec.get("type", "text")
+    if kind not in TYPES:
+        raise PermanentError(f"data.whatsapp.type {kind!r} is not one of {', '.join(TYPES)}",
+                             code="whatsapp_payload")
+    body = _envelope(message.destination, kind, str(message.id))
+    try:
+        body[kind] = _content(kind, spec, message.text)
+        limits.check_callback_data(body["biz_opaque_callback_data"])
+    except limits.LimitError as err:
+        raise PermanentError(f"WhatsApp limit: {err}", code="whatsapp_limit") from err
+    context = spec.get("context") or ({"message_id": spec["reply_to"]}
+                                      if spec.get("reply_to") else None)
+    if context:
+        body["context"] = context
+    return Prepared(body, kind)
+
+
+def _envelope(destination: str, kind: str, callback_data: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    digits = _DIGITS.match(destination)
+    if digits:
+        body["to"] = digits.group(1)
+    else:
+        # A business-scoped user id ("US.1349...") where there is no number.
+        body["recipient"] = destination
+    body["type"] = kind
+    # Echoed in every status webhook: matches a status to our row even when
+    # the wamid from the answer was lost (a crash between send and record).
+    body["biz_opaque_callback_data"] = callback_data
+    return body
+
+
+def _content(kind: str, spec: dict[str, Any], text: str) -> dict[str, Any]:
+    given = copy.deepcopy(spec.get(kind) or {})
+    if not isinstance(given, dict):
+        raise limits.LimitError(f"data.whatsapp.{kind}", "expected an object")
+    if kind == "text":
+        given["body"] = given.get("body") or text
+        limits.check_text(given["body"])
+    elif kind == "template":
+        language = given.get("language")
+        if isinstance(language, str):
+            given["language"] = {"code": language}
+        limits.check_template(given)
+    elif kind == "interactive":
+        given.setdefault("body", {})
+        if not given["body"].get("text") and text:
+            given["body"]["text"] = text
+        limits.check_interactive(given)
+    else:
+        if kind != "audio" and "caption" not in given and text:
+            given["caption"] = text
+        limits.check_media(kind, given)
+    return given

@@ -1,0 +1,130 @@
+"""Dashboard logins: password hashes, signed session cookies, CSRF tokens.
+
+Users and their hashes live in the config (`[dashboard] users`), so an
+operator manages them like any other secret. A session is a signed cookie
+(HttpOnly, SameSite=Strict) carrying the user, its expiry and a CSRF token;
+the page learns the token from `/dashboard/session` (which a foreign site
+cannot read) and sends it back on every POST, PATCH and DELETE.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+COOKIE = "smsgw_session"
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_MIN_PBKDF2_ROUNDS = 100_000
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """`scrypt$N$r$p$salt$hash`: memory-hard, from the standard library."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${_b64(salt)}${_b64(digest)}"
+
+
+def check_hash_format(stored: str) -> str:
+    """Raise ValueError unless `stored` is a hash `verify_password` can check."""
+    parts = stored.split("$")
+    try:
+        if parts[0] == "scrypt" and len(parts) == 6:
+            n, r, p = (int(x) for x in parts[1:4])
+            if n < 2**10 or n & (n - 1) or r < 1 or p < 1:
+                raise ValueError("weak or malformed scrypt parameters")
+        elif parts[0] == "pbkdf2_sha256" and len(parts) == 4:
+            if int(parts[1]) < _MIN_PBKDF2_ROUNDS:
+                raise ValueError(f"pbkdf2 needs at least {_MIN_PBKDF2_ROUNDS} rounds")
+        else:
+            raise ValueError("expected scrypt$N$r$p$salt$hash or pbkdf2_sha256$rounds$salt$hash "
+                             "(make one with `smsgw dashboard hash-password`)")
+        _unb64(parts[-2]), _unb64(parts[-1])
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"unusable password hash: {err}") from None
+    return stored
+
+
+def verify_password(password: str, stored: str) -> bool:
+    parts = stored.split("$")
+    raw = password.encode("utf-8")
+    if parts[0] == "scrypt":
+        n, r, p = (int(x) for x in parts[1:4])
+        got = hashlib.scrypt(raw, salt=_unb64(parts[4]), n=n, r=r, p=p, dklen=32,
+                             maxmem=2 * 128 * n * r + 1024 * 1024)
+    else:
+        got = hashlib.pbkdf2_hmac("sha256", raw, _unb64(parts[2]), int(parts[1]))
+    return hmac.compare_digest(got, _unb64(parts[-1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user: str
+    expires_at: float
+    csrf: str
+
+
+class SessionSigner:
+    def __init__(self, secret: str, ttl_s: float, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        # A configured secret keeps sessions across restarts and nodes.
+        self._key = hashlib.sha256(b"smsgw-dashboard:" + secret.encode()).digest() if secret \
+            else secrets.token_bytes(32)
+        self.ttl_s = ttl_s
+        self._clock = clock
+
+    def issue(self, user: str) -> tuple[str, Session]:
+        session = Session(user, self._clock() + self.ttl_s, secrets.token_urlsafe(24))
+        body = _b64(json.dumps({"u": session.user, "e": session.expires_at,
+                                "c": session.csrf}).encode())
+        return f"{body}.{self._sign(body)}", session
+
+    def verify(self, cookie: str | None) -> Session | None:
+        if not cookie or "." not in cookie or len(cookie) > 1000:
+            return None
+        body, sig = cookie.rsplit(".", 1)
+        if not hmac.compare_digest(sig, self._sign(body)):
+            return None
+        try:
+            data = json.loads(_unb64(body))
+            session = Session(str(data["u"]), float(data["e"]), str(data["c"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return session if session.expires_at > self._clock() else None
+
+    def _sign(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+
+
+class LoginThrottle:
+    """Slows password guessing: a source with too many recent failures waits."""
+
+    def __init__(self, *, max_failures: int = 10, window_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._max = max_failures
+        self._window = window_s
+        self._clock = clock
+        self._failures: dict[str, list[float]] = {}
+
+    def allowed(self, source: str) -> bool:
+        recent = [t for t in self._failures.get(source, []) if self._clock() - t < self._window]
+        self._failures[source] = recent
+        return len(recent) < self._max
+
+    def failed(self, source: str) -> None:
+        if len(self._failures) > 10_000:
+            self._failures.clear()  # bounded: a flood must not grow memory
+        self._failures.setdefault(source, []).append(self._clock())
