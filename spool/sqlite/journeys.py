@@ -42,9 +42,15 @@ class JourneysMixin:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(c.code, c.journey, c.at, c.method, c.ip, c.user_agent, int(c.bot))
                  for c in clicks])
+            # Only a journey's first human click changes anything: look up the
+            # distinct journeys still open once per batch, not once per click.
+            first: dict[int, Click] = {}
             for click in clicks:
-                if not click.bot and await _clicked(db, click):
-                    ended.append(click.journey)
+                if not click.bot:
+                    first.setdefault(click.journey, click)
+            for journey in await _open_journeys(db, list(first)):
+                if await _clicked(db, first[journey]):
+                    ended.append(journey)
         return ended
 
     async def due_journeys(self, now: float, limit: int) -> list[Journey]:
@@ -163,6 +169,17 @@ class JourneysMixin:
         found = await self.db.reader.execute_fetchall(
             sql + " GROUP BY campaign, kind ORDER BY campaign, kind", args)
         return [CostLine(r[0], r[1], r[2], round(r[3] or 0.0, 6)) for r in found]
+
+
+async def _open_journeys(db, ids: list[int]) -> list[int]:
+    found: list[int] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows_ = await db.execute_fetchall(
+            f"SELECT id FROM journeys WHERE id IN ({','.join('?' * len(chunk))}) "
+            f"AND state IN ('ACTIVE', 'ESCALATED')", chunk)
+        found += [r[0] for r in rows_]
+    return sorted(found)
 
 
 async def _clicked(db, click: Click) -> bool:
