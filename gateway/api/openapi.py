@@ -29,6 +29,9 @@ _NOT_FOUND = {"404": _resp("No such message for this tenant", _ERROR)}
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
 _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
 
+_INBOUND_FILTERS = [{"name": n, "in": "query", "schema": {"type": "string"}}
+                    for n in ("start", "end", "origin", "campaign", "agent", "after", "limit")]
+
 SUBMISSION = {
     "type": "object", "required": ["destination", "message"],
     "properties": {
@@ -37,6 +40,7 @@ SUBMISSION = {
         "campaign": {"type": "string"}, "priority": {"type": "integer"},
         "agent": {"type": "string"}, "data": {"type": "object"},
         "idempotency_key": {"type": "string", "maxLength": 200},
+        "smart": {"type": "object", "description": "journey policy overriding the campaign's"},
     },
 }
 
@@ -109,6 +113,40 @@ SPEC: dict[str, Any] = {
             "get": {"responses": {"200": _resp("Numbers on a list")}},
             "post": {"responses": {"200": _resp("Added"), **_ERRORS}},
             "delete": {"responses": {"200": _resp("Removed"), **_ERRORS}}},
+        "/api/v1/inbound": {"get": {
+            "summary": "Inbound messages of the tenant", "parameters": _INBOUND_FILTERS,
+            "responses": {"200": _resp("A page"), **_ERRORS}}},
+        "/api/v1/conversations": {"get": {
+            "summary": "Conversations (one customer, one campaign)",
+            "parameters": _INBOUND_FILTERS, "responses": {"200": _resp("A page"), **_ERRORS}}},
+        "/api/v1/conversations/{id}": {"get": {
+            "parameters": _ID, "responses": {"200": _resp("The conversation and its inbound"),
+                                             **_NOT_FOUND}}},
+        "/api/v1/conversations/{id}/reply": {"post": {
+            "summary": "An agent's answer, sent on the channel the customer wrote to",
+            "parameters": _ID,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["message"],
+                "properties": {"message": {"type": "string"}, "agent": {"type": "string"}}}}}},
+            "responses": {"202": _resp("Queued"), **_NOT_FOUND, **_ERRORS}}},
+        "/api/v1/journeys/{id}": {"get": {
+            "summary": "A journey with every step, its cost and clicks", "parameters": _ID,
+            "responses": {"200": _resp("The journey"), **_NOT_FOUND}}},
+        "/api/v1/journeys/{id}/cancel": {"post": {
+            "parameters": _ID, "responses": {"200": _resp("Cancelled"), **_NOT_FOUND,
+                                             "409": _resp("Already ended", _ERROR)}}},
+        "/api/v1/reports/cost": {"get": {
+            "summary": "Cost of sent messages per campaign and channel kind",
+            "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                           for n in ("campaign", "since", "until")],
+            "responses": {"200": _resp("Totals"), **_ERRORS}}},
+        "/r/{code}": {"get": {
+            "security": [], "summary": "Short link: 302 to the original URL",
+            "parameters": [{"name": "code", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"302": {"description": "Redirect"},
+                          "404": {"description": "Unknown or expired link"},
+                          "429": {"description": "Too many unknown links"}}}},
         "/healthz": {"get": {"security": [], "responses": {"200": _resp("Alive")}}},
         "/readyz": {"get": {"security": [], "responses": {"200": _resp("Ready"),
                                                           "503": _resp("Not ready")}}},
