@@ -24,7 +24,7 @@ from aiohttp import web
 from drivers.base import Channel, ChannelEvents, WebhookChannel
 from drivers.registry import DRIVERS
 from gateway.api.http import build_app
-from gateway.auth import Authenticator, OpenNetworks
+from gateway.auth import Authenticator, OpenNetworks, RateLimiter
 from gateway.campaigns import CampaignBook
 from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
 from gateway.dispatcher import Dispatcher, StartMarks
@@ -136,7 +136,8 @@ class App:
             auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),
             open_networks=OpenNetworks(s.server.legacy_open_networks), router=router,
             hooks=_hooks(ch for ch, _ in self.channels), links=LinkCache(self.store),
-            clicks=clicks, miss_limiter=MissLimiter(), monitor=monitor)
+            clicks=clicks, miss_limiter=MissLimiter(), monitor=monitor,
+            limiter=RateLimiter(s.server.rate_limit_per_s, s.server.rate_limit_burst))
         self.services = services
         return _Parts(services, router, dispatcher, intake, recorder, marks, webhooks, campaigns,
                       scheduler, fallbacks)

@@ -63,3 +63,29 @@ class OpenNetworks:
         if ip.version == 6 and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip in net for net in self._nets)
+
+
+class RateLimiter:
+    """A token bucket per tenant: `rate_per_s` sustained, `burst` at once.
+
+    Returns how long to wait when a call is refused, for `Retry-After`."""
+
+    def __init__(self, rate_per_s: float, burst: float, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate_per_s
+        self._burst = burst
+        self._clock = clock
+        self._buckets: dict[int, tuple[float, float]] = {}  # tenant -> (tokens, at)
+
+    def check(self, tenant: int, cost: float = 1.0) -> float:
+        """0 when allowed (and charged); else the seconds until it would be."""
+        if self._rate <= 0:
+            return 0.0
+        now = self._clock()
+        tokens, at = self._buckets.get(tenant, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        if tokens < cost:
+            self._buckets[tenant] = (tokens, now)
+            return (cost - tokens) / self._rate
+        self._buckets[tenant] = (tokens - cost, now)
+        return 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drivers.base import WebhookChannel
-from gateway.auth import Authenticator, OpenNetworks
+from gateway.auth import Authenticator, OpenNetworks, RateLimiter
 from gateway.campaigns import CampaignBook
 from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
 from gateway.intake import Intake
@@ -27,6 +27,7 @@ class Services:
     links: LinkCache
     clicks: ClickRecorder
     miss_limiter: MissLimiter
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))
     hooks: dict[str, WebhookChannel] = field(default_factory=dict)
     ready: bool = False
     monitor: Monitor | None = None  # rates and metrics; only the daemon collects them

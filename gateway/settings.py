@@ -42,6 +42,10 @@ class ServerSettings(_Section):
     legacy_open_networks: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     max_body_bytes: int = Field(1_048_576, ge=1024)
     api_keys_cache_s: float = Field(30.0, ge=0)
+    # Per tenant, every authenticated call (a batch counts once per message).
+    # 0 turns the limit off.
+    rate_limit_per_s: float = Field(10_000.0, ge=0)
+    rate_limit_burst: float = Field(20_000.0, ge=1)
     # /metrics and key-less /api/v1/stats: loopback callers, or this bearer token.
     metrics_token: str | None = None
     max_upload_bytes: int = Field(64 * 1_048_576, ge=1024)  # CSV uploads (streamed to disk)

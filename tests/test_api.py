@@ -196,3 +196,24 @@ async def test_health_readiness_and_openapi(gateway: Running) -> None:
     async with gateway.session.get(gateway.url + "/api/v1/openapi.json") as r:
         spec = json.loads(await r.text())
     assert "/api/v1/messages" in spec["paths"] and spec["openapi"].startswith("3.")
+
+
+async def test_per_tenant_rate_limit_answers_429_with_retry_after(make_gateway) -> None:
+    gw = await make_gateway(server={"rate_limit_per_s": 2, "rate_limit_burst": 3})
+    statuses = []
+    for _ in range(5):
+        async with gw.session.get(f"{gw.url}/api/v1/messages", headers=gw.headers()) as r:
+            statuses.append(r.status)
+            if r.status == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+                assert "rate limit" in (await r.json())["error"]
+    assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+    # Another tenant has its own bucket.
+    async with gw.session.get(f"{gw.url}/api/v1/messages",
+                              headers=gw.headers(gw.other_key)) as r:
+        assert r.status == 200
+    # A batch counts per message.
+    batch = {"messages": [{"destination": "098344484", "message": "x"}] * 5}
+    async with gw.session.post(f"{gw.url}/api/v1/messages", json=batch,
+                               headers=gw.headers(gw.other_key)) as r:
+        assert r.status == 429

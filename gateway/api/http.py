@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,8 @@ log = structlog.get_logger("smsgw.http")
 
 SERVICES = web.AppKey("services", Services)
 # Set by the dashboard's session middleware: the tenant a logged-in admin acts as.
-ACTING_TENANT = "smsgw.acting_tenant"
+ACTING_TENANT: Any = (web.RequestKey("acting_tenant", Tenant)  # aiohttp >= 3.14
+                     if hasattr(web, "RequestKey") else "smsgw.acting_tenant")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,6 +38,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except IntakeError as err:
         return problem(err.status, str(err), err.field)
+    except RateLimited as err:
+        return problem(429, str(err), headers={"Retry-After": str(max(1, math.ceil(
+            err.retry_after_s)))})
     except Overloaded as err:
         return problem(503, str(err), headers={"Retry-After": str(err.retry_after_s)})
     except NotFound as err:
@@ -73,7 +78,21 @@ async def tenant(request: web.Request) -> Tenant:
     found = await services.auth.tenant(request.headers.get("X-Api-Key"))
     if found is None:
         raise web.HTTPUnauthorized(reason="missing or wrong X-Api-Key")
+    charge(request, found.id)
     return found
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("rate limit exceeded for this tenant")
+        self.retry_after_s = retry_after_s
+
+
+def charge(request: web.Request, tenant_id: int, cost: float = 1.0) -> None:
+    """Count a call (or `cost` messages) against the tenant's rate limit."""
+    wait = request.app[SERVICES].limiter.check(tenant_id, cost)
+    if wait > 0:
+        raise RateLimited(wait)
 
 
 def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import parse, render
-from gateway.api.http import SERVICES, json_body, tenant
+from gateway.api.http import SERVICES, charge, json_body, tenant
 from gateway.intake import IntakeError, Submission
 from spool.base import ListFilter, Message
 
@@ -21,6 +21,7 @@ async def legacy_send(request: web.Request) -> web.Response:
         tenant_id = (await tenant(request)).id
     else:
         tenant_id = DEFAULT_TENANT
+        charge(request, tenant_id)
     try:
         form = await request.post()
     except ValueError as err:
@@ -39,6 +40,8 @@ async def create_messages(request: web.Request) -> web.Response:
     owner = await tenant(request)
     body = await json_body(request)
     items, single = _submissions(body, services.settings.intake.max_batch)
+    if len(items) > 1:
+        charge(request, owner.id, len(items) - 1)  # a batch counts per message
     accepted = await services.intake.submit(owner.id, items,
                                             batch_field=None if single else "messages")
     out = [{"id": i.id, "state": int(i.state), "state_name": i.state.name,
