@@ -202,3 +202,21 @@ def configure_logging(
     )
     _route_stdlib(stream, render, library_level)
 
+
+
+def register_settings_secrets(settings: Any) -> None:
+    """Mask every configured secret: the database password, and each driver
+    option whose name says it is one (password, token, secret, pin, ...)."""
+    from urllib.parse import urlsplit
+
+    password = urlsplit(settings.storage.url).password
+    if password:
+        register_secret(password)
+    for options in settings.driver_options:
+        for name, value in options.model_dump().items():
+            # Short values (a SIM PIN) are masked by key only: by value they
+            # would also blank the same digits inside phone numbers.
+            if isinstance(value, str) and len(value) >= 6 and is_secret_key(name):
+                register_secret(value)
+    for user in getattr(getattr(settings, "dashboard", None), "users", ()) or ():
+        register_secret(user.password_hash)

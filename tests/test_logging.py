@@ -193,3 +193,21 @@ def test_bad_arguments_raise_before_anything_changes(kwargs: dict[str, Any]) -> 
         configure_logging(stream=io.StringIO(), **kwargs)
     structlog.get_logger().info("still.here")
     assert _lines(out)[0]["event"] == "still.here"
+
+
+def test_configured_secrets_are_masked_wherever_they_appear() -> None:
+    import io
+    import json as _json
+
+    import structlog
+
+    from gateway.logging import configure_logging, register_settings_secrets
+    from gateway.settings import settings_from_dict
+
+    settings = settings_from_dict({"storage": {"url": "postgresql://smsgw:pg-Secr3t-pw@db/x"}})
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    register_settings_secrets(settings)
+    structlog.get_logger("t").error("db.failed", detail="could not connect with pg-Secr3t-pw")
+    line = _json.loads(out.getvalue().splitlines()[-1])
+    assert "pg-Secr3t-pw" not in out.getvalue() and "***" in line["detail"]

@@ -19,7 +19,7 @@ from gateway.cli.context import CliError, opened_store, services, tenant_named
 from gateway.dncr import DncrImport
 from gateway.importer import FileImporter
 from gateway.intake import IntakeError, Submission
-from gateway.logging import configure_logging
+from gateway.logging import configure_logging, register_settings_secrets
 from gateway.phone import InvalidNumber, normalize
 from gateway.services import Services
 from gateway.settings import Settings
@@ -29,6 +29,7 @@ from spool.csvfile import errors_path
 
 def run_daemon(settings: Settings) -> int:
     configure_logging(settings.logging.level, settings.logging.format)
+    register_settings_secrets(settings)
     try:
         import uvloop
 
