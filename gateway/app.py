@@ -41,7 +41,7 @@ from gateway.services import Services
 from gateway.settings import Settings
 from gateway.webhooks import WebhookSender
 from spool import open_store
-from spool.base import Store
+from spool.base import Store, StoreError
 
 log = structlog.get_logger("smsgw.app")
 
@@ -244,6 +244,9 @@ class _Supervisor:
                 return
             except asyncio.CancelledError:
                 raise
+            except StoreError as err:  # the database is away: no traceback, just wait
+                log.warning("task.store_unavailable", task=name, error=str(err),
+                            retry_in_s=backoff)
             except Exception:
                 log.exception("task.crashed", task=name, restart_in_s=backoff)
             await asyncio.sleep(backoff)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -57,10 +58,10 @@ class SqliteDb:
         self._reader = self._writer = None
 
     @property
-    def reader(self) -> aiosqlite.Connection:
+    def reader(self) -> _Reader:
         if self._reader is None:
             raise StoreError("store is not open")
-        return self._reader
+        return _Reader(self._reader)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -124,3 +125,19 @@ def split_statements(script: str) -> list[str]:
     if buf.strip():
         raise ValueError(f"incomplete SQL statement at end of migration: {buf[:60]!r}")
     return statements
+
+
+class _Reader:
+    """The read connection, with database errors turned into StoreError so
+    callers (the HTTP layer: 503 + Retry-After) see one kind of failure."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute_fetchall(self, sql: str, args: Any = ()) -> Iterable[sqlite3.Row]:
+        try:
+            return await self._conn.execute_fetchall(sql, args)
+        except sqlite3.OperationalError as err:
+            raise StoreError(f"database unavailable: {err}") from err
