@@ -56,6 +56,7 @@ class Submission:
     data: dict[str, Any] | None = None
     idempotency_key: str | None = None
     smart: dict[str, Any] | None = None  # overrides the campaign's journey policy
+    kind: str = "sms"  # or "whatsapp", with the payload in data["whatsapp"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +118,9 @@ class Intake:
 
     def classify_row(self, tenant: int, campaign: Campaign, item: Submission) -> NewMessage:
         """Turn a well-formed submission into a spool row (state 1 or 7)."""
-        text, journey = self._journey(campaign, item)
-        encoding, segments = count_segments(text)
+        text, journey = self._journey(campaign, item) if item.kind == "sms" else (
+            item.message, None)
+        encoding, segments = count_segments(text) if item.kind == "sms" else ("whatsapp", 1)
         state, error, destination = State.TO_PROCESS, None, item.destination.strip()
         try:
             destination = normalize(destination, self._region)
@@ -132,7 +134,7 @@ class Intake:
             tenant=tenant, campaign=campaign.id, destination=destination, message=text,
             state=state, priority=priority, error=error, agent=item.agent, data=item.data,
             idempotency_key=item.idempotency_key, segments=segments, encoding=encoding,
-            journey=journey)
+            journey=journey, kind=item.kind)
 
     def _journey(self, campaign: Campaign, item: Submission
                  ) -> tuple[str, JourneySpec | None]:

@@ -217,3 +217,28 @@ async def test_per_tenant_rate_limit_answers_429_with_retry_after(make_gateway) 
     async with gw.session.post(f"{gw.url}/api/v1/messages", json=batch,
                                headers=gw.headers(gw.other_key)) as r:
         assert r.status == 429
+
+
+async def test_whatsapp_messages_through_the_json_api(make_gateway) -> None:
+    from tests.conftest import loopback_channel
+
+    gw = await make_gateway(channels=[loopback_channel("sms"),
+                                      loopback_channel("wa", kind="whatsapp", cost=0.5)])
+    template = {"type": "template", "template": {"name": "hello", "language": {"code": "es"}}}
+    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(), json={
+            "destination": "098344484", "kind": "whatsapp", "whatsapp": template}) as r:
+        assert r.status == 202, await r.text()
+        mid = (await r.json())["id"]
+
+    async def sent():
+        m = await gw.store.get_message(None, mid)
+        return m if m.state in (State.SENT, State.DELIVERED) else None
+    m = await gw.wait_for(sent)
+    assert (m.kind, m.channel, m.cost) == ("whatsapp", "wa", 0.5)
+    assert m.data["whatsapp"] == template
+    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(), json={
+            "destination": "098344484", "kind": "whatsapp"}) as r:
+        assert r.status == 400 and (await r.json())["field"] == "whatsapp"
+    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(), json={
+            "destination": "098344484", "message": "x", "kind": "fax"}) as r:
+        assert r.status == 400 and (await r.json())["field"] == "kind"

@@ -33,7 +33,7 @@ _INBOUND_FILTERS = [{"name": n, "in": "query", "schema": {"type": "string"}}
                     for n in ("start", "end", "origin", "campaign", "agent", "after", "limit")]
 
 SUBMISSION = {
-    "type": "object", "required": ["destination", "message"],
+    "type": "object", "required": ["destination"],
     "properties": {
         "destination": {"type": "string", "maxLength": 64},
         "message": {"type": "string", "minLength": 1, "maxLength": 10000},
@@ -41,6 +41,9 @@ SUBMISSION = {
         "agent": {"type": "string"}, "data": {"type": "object"},
         "idempotency_key": {"type": "string", "maxLength": 200},
         "smart": {"type": "object", "description": "journey policy overriding the campaign's"},
+        "kind": {"type": "string", "enum": ["sms", "whatsapp"]},
+        "whatsapp": {"type": "object", "description": "the WhatsApp payload when kind is "
+                     "whatsapp: {type, <type>: {...}} as in the Cloud API"},
     },
 }
 

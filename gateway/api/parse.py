@@ -54,9 +54,21 @@ def submission(body: Any, where: str = "") -> Submission:
         except ValueError as err:
             field, _, message = str(err).partition(": ")
             raise IntakeError(message, field=field) from None
+    kind = body.get("kind", "sms")
+    if kind not in ("sms", "whatsapp"):
+        raise IntakeError("kind must be 'sms' or 'whatsapp'", field=where + "kind")
+    whatsapp = body.get("whatsapp")
+    if kind == "whatsapp":
+        if not isinstance(whatsapp, dict) or not isinstance(whatsapp.get("type"), str):
+            raise IntakeError("a WhatsApp message needs a whatsapp object with a type",
+                              field=where + "whatsapp")
+        data = {**(data or {}), "whatsapp": whatsapp}
     return Submission(
         destination=text(body, "destination", where, required=True, max_len=64) or "",
-        message=text(body, "message", where, required=True, max_len=10_000) or "",
+        # A WhatsApp template has no text of its own.
+        message=text(body, "message", where, required=kind == "sms", max_len=10_000)
+        or (f"[{whatsapp.get('type')}]" if isinstance(whatsapp, dict) else ""),
+        kind=kind,
         campaign=text(body, "campaign", where, max_len=200),
         priority=integer(body, "priority", where),
         agent=text(body, "agent", where, max_len=200),
