@@ -182,6 +182,11 @@ class ChannelRunner:
         return Retry(m.id, self.name, self.last_error, now + delay)
 
 
+def _named(channel: str, names: Sequence[str]) -> bool:
+    # "dinstar-a" names every port channel of that gateway ("dinstar-a:0" ...).
+    return channel in names or channel.split(":", 1)[0] in names
+
+
 def _describe(err: BaseException) -> str:
     if isinstance(err, TimeoutError):
         return "channel did not answer in time"
@@ -203,8 +208,7 @@ class Router:
         # A campaign's channel list names its SMS channels; a message of a
         # kind the list does not cover (a WhatsApp escalation) may use every
         # channel of its kind, as may a campaign with no list.
-        chosen = [self.runners[n] for n in names if n in self.runners
-                  and self.runners[n].kind == kind]
+        chosen = [r for r in self.runners.values() if r.kind == kind and _named(r.name, names)]
         return chosen or [r for r in self.runners.values() if r.kind == kind]
 
     def pick(self, names: Sequence[str], kind: str) -> ChannelRunner | None:
@@ -220,6 +224,10 @@ class Router:
                 self._turn[key] = (start + step + 1) % len(candidates)
                 return runner
         return None
+
+    def nameable(self) -> set[str]:
+        """What a campaign's channel list may name: channels and gateways."""
+        return set(self.runners) | {n.split(":", 1)[0] for n in self.runners}
 
     def free_capacity(self) -> int:
         now = self._clock()

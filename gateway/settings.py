@@ -134,6 +134,7 @@ class WebhookSettings(_Section):
     # Backoff doubles from here up to an hour; events older than
     # give_up_after_s are kept as dead and no longer retried.
     retry_base_s: float = Field(10.0, gt=0)
+    retry_max_s: float = Field(3600.0, gt=0)
     give_up_after_s: float = Field(86_400.0, gt=0)
     concurrency: int = Field(16, ge=1)
 

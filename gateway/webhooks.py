@@ -44,10 +44,10 @@ def verify(secret: str, body: bytes, header: str, *, now: float, tolerance_s: fl
     return hmac.compare_digest(expected, fields.get("v1", ""))
 
 
-def backoff_s(attempts: int, base_s: float, rng: random.Random) -> float:
-    # base, 2x, 4x ... capped at one hour, with jitter so a receiver coming
-    # back is not hit by every event at the same instant.
-    return min(3600.0, base_s * 2 ** attempts) * rng.uniform(0.75, 1.0)
+def backoff_s(attempts: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    # base, 2x, 4x ... capped (an hour by default), with jitter so a receiver
+    # coming back is not hit by every event at the same instant.
+    return min(max_s, base_s * 2 ** min(attempts, 30)) * rng.uniform(0.75, 1.0)
 
 
 class WebhookSender:
@@ -105,7 +105,8 @@ class WebhookSender:
             log.info("webhook.delivered", event_id=event.event_id, type=event.type,
                      tenant=event.tenant, attempts=event.attempts + 1)
             return
-        retry_at = now + backoff_s(event.attempts, self._cfg.retry_base_s, self._rng)
+        retry_at = now + backoff_s(event.attempts, self._cfg.retry_base_s,
+                                   self._cfg.retry_max_s, self._rng)
         give_up = retry_at - event.created_at > self._cfg.give_up_after_s
         await self._store.webhook_failed(event.id, error, None if give_up else retry_at)
         log.warning("webhook.failed", event_id=event.event_id, tenant=event.tenant, error=error,

@@ -43,7 +43,9 @@ def test_campaign_send_and_status(cfg: Path, tmp_path: Path) -> None:
     listing = smsgw(cfg, "campaign", "list").stdout
     assert "test1" in listing and "stopped" in listing
     status = json.loads(smsgw(cfg, "status", "--json").stdout)
-    assert {"campaign": "test1", "states": {"TO_PROCESS": 1}, "cost": 0} in status["campaigns"]
+    [test1] = [c for c in status["campaigns"] if c["name"] == "test1"]
+    assert test1["states"] == {"TO_PROCESS": 1} and test1["active"] is False
+    assert test1["cost"] == 0
     table = smsgw(cfg, "status").stdout
     assert "test1" in table and "TO_PROCESS" in table
     one = json.loads(smsgw(cfg, "status", "--message", str(sent["id"])).stdout)

@@ -122,7 +122,8 @@ async def test_conversations_and_agent_reply(gateway: Running) -> None:
 
 async def test_webhooks_are_signed_and_survive_a_receiver_outage(make_gateway,
                                                                  receiver: Receiver) -> None:
-    gw = await make_gateway(webhooks={"retry_base_s": 0.05, "timeout_s": 2})
+    gw = await make_gateway(webhooks={"retry_base_s": 0.05, "retry_max_s": 0.5,
+                                      "timeout_s": 2})
     await gw.store.set_webhook(1, receiver.url, SECRET)
     receiver.down = True
     ids = [await send(gw, f"09834449{i}") for i in range(5)]

@@ -40,7 +40,7 @@ def campaign_changes(body: dict[str, Any], services: Services) -> dict[str, Any]
 
 def _channels(body: dict[str, Any], services: Services) -> tuple[str, ...]:
     names = body["channels"]
-    known = set(services.router.runners)
+    known = services.router.nameable()
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise IntakeError("channels must be a list of channel names", field="channels")
     unknown = [n for n in names if n not in known]

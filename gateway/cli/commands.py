@@ -166,10 +166,11 @@ async def campaign_create(args: argparse.Namespace, s: Services) -> int:
     tenant = await tenant_named(s, args.tenant)
     channels = tuple(c.strip() for c in args.channels.split(",") if c.strip()) \
         if args.channels else ()
-    unknown = [c for c in channels if c not in s.router.runners]
+    known = s.router.nameable()
+    unknown = [c for c in channels if c not in known]
     if unknown:
         raise CliError(f"unknown channel(s): {', '.join(unknown)} "
-                       f"(configured: {', '.join(s.router.runners)})")
+                       f"(configured: {', '.join(sorted(known))})")
     try:
         created = await s.store.create_campaign(Campaign(
             id=0, tenant=tenant.id, name=args.name, enabled=not args.stopped, channels=channels,

@@ -107,7 +107,7 @@ class SqliteDb:
     async def schema_version(self) -> int:
         try:
             rows = await self.reader.execute_fetchall("SELECT max(version) FROM schema_migrations")
-        except sqlite3.OperationalError:
+        except StoreError:  # no such table: a new database
             return 0
         return next(iter(rows))[0] or 0
 
