@@ -25,6 +25,11 @@ def dinstar_channel(sim: DinstarSimulator, name: str = "dinstar-a", **extra: Any
             "port_rest_s": 30, **extra}
 
 
+# No poll but the send's own: the send is what finds the device down.
+SENDS_FIND_IT_DOWN = {"status_poll_interval_s": 30, "dlr_poll_interval_s": 0,
+                      "inbound_poll_interval_s": 0}
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[DinstarSimulator]:
     simulator = DinstarSimulator(4, latency_s=0.03, dlr_delay_s=0.05)
@@ -101,7 +106,8 @@ async def test_failing_port_rests_and_others_carry(make_gateway, sim: DinstarSim
 
 
 async def test_device_down_then_recovers(make_gateway, sim: DinstarSimulator) -> None:
-    gw = await make_gateway(channels=[dinstar_channel(sim)], dispatcher={"max_attempts": 50})
+    gw = await make_gateway(channels=[dinstar_channel(sim, **SENDS_FIND_IT_DOWN)],
+                            dispatcher={"max_attempts": 50})
     await push_to(sim, gw)
     await gw.wait_for(_up(gw, "dinstar-a:0"))
     sim.http_status = 500
@@ -114,12 +120,13 @@ async def test_device_down_then_recovers(make_gateway, sim: DinstarSimulator) ->
     done = await settled(gw, ids, {State.SENT, State.DELIVERED})
     assert all(health(gw, name).up for name in PORTS)
     notes = [e.note or "" for m in done for e in await gw.store.message_events(m.id)]
-    assert any("HTTP 500" in n for n in notes)
+    assert any("HTTP 500" in n for n in notes), notes
 
 
 async def test_hanging_device_times_out_then_recovers(make_gateway,
                                                       sim: DinstarSimulator) -> None:
-    gw = await make_gateway(channels=[dinstar_channel(sim, request_timeout_s=0.3)],
+    gw = await make_gateway(channels=[dinstar_channel(sim, request_timeout_s=0.3,
+                                                      **SENDS_FIND_IT_DOWN)],
                             dispatcher={"max_attempts": 50})
     await push_to(sim, gw)
     await gw.wait_for(_up(gw, "dinstar-a:0"))
@@ -169,6 +176,28 @@ async def test_wrong_credentials_take_only_this_device_down(make_gateway, sim, c
     assert "s3cret-Pa55w0rd" not in out.out + out.err
 
 
+async def test_api_switched_off_takes_the_device_down(make_gateway,
+                                                     sim: DinstarSimulator) -> None:
+    sim.http_status = 403  # the new-version API is not enabled
+    gw = await make_gateway(channels=[dinstar_channel(sim)])
+    await gw.wait_for(_all_down(gw))
+    assert "New Version" in health(gw, "dinstar-a:0").last_error
+    sim.http_status = None  # an operator ticks the box
+    await gw.wait_for(_up(gw, "dinstar-a:0"))
+
+
+async def test_push_token_guards_the_hook(make_gateway, sim: DinstarSimulator) -> None:
+    gw = await make_gateway(channels=[dinstar_channel(
+        sim, push_token="t0k-42", result_poll_interval_ms=60_000, dlr_poll_interval_s=0,
+        inbound_poll_interval_s=0)])
+    for where in ("/hooks/dinstar-a", "/hooks/dinstar-a/wrong"):
+        async with gw.session.post(gw.url + where, json={"sn": "x", "sms": []}) as r:
+            assert r.status == 403
+    sim.push_url = f"{gw.url}/hooks/dinstar-a/t0k-42"
+    ids = await submit(gw, 2)
+    await settled(gw, ids, {State.DELIVERED})
+
+
 async def test_number_the_device_refuses_fails_at_once(make_gateway,
                                                        sim: DinstarSimulator) -> None:
     sim.reject_numbers.add("+59898344401")
@@ -190,6 +219,20 @@ async def test_delivery_status_codes(make_gateway, sim: DinstarSimulator) -> Non
     assert "0x45" in failed.error
     await gw.wait_for(_after_polls(sim, 3))
     assert (await gw.store.get_message(None, ids[0])).state == State.SENT  # still trying
+
+
+async def test_report_after_a_restart_settles_by_part_reference(make_gateway,
+                                                                sim: DinstarSimulator) -> None:
+    sim.dlr_delay_s = 2.0
+    first = await make_gateway(channels=[dinstar_channel(sim, dlr_poll_interval_s=0)])
+    await push_to(sim, first)
+    ids = await submit(first, 2)
+    await settled(first, ids, {State.SENT})
+    # A daemon that remembers none of those sends now gets the device's pushes.
+    second = await make_gateway(channels=[dinstar_channel(sim, dlr_poll_interval_s=0)],
+                                dispatcher={"node_name": "second"})
+    await push_to(sim, second)
+    await settled(second, ids, {State.DELIVERED})
 
 
 async def test_digest_auth_and_multipart(make_gateway) -> None:

@@ -179,3 +179,13 @@ def _result(*, port: int, user_id: int | None, status: str) -> SmsResult:
 def _tracked(refs: tuple[int, ...]) -> Tracked:
     return Tracked("123", 123, 1, "+59898344484", "+59898344484", refs,
                    "2026-11-24 10:00:00", 1000.0)
+
+
+def test_example_config_expands_to_port_channels(tmp_path) -> None:
+    from gateway.settings import load_settings
+    from tests.conftest import ROOT
+
+    settings = load_settings(ROOT / "config/examples/dinstar.toml", environ={})
+    [channel], [options] = settings.channels, settings.driver_options
+    assert channel.driver == "dinstar" and options.port_list == tuple(range(8))
+    assert options.password.get_secret_value() == "admin"

@@ -76,7 +76,7 @@ class DinstarClient:
             except (aiohttp.ClientError, TimeoutError) as err:
                 raise DeviceUnreachable(f"{self.base_url} unreachable: "
                                         f"{err.__class__.__name__} {err}".strip()) from err
-        raise AuthRejected("authentication did not settle")  # not reached
+        raise AuthRejected("authentication did not settle")
 
     async def _read(self, resp: aiohttp.ClientResponse, uri: str) -> Any:
         path = uri.split("?", 1)[0]

@@ -30,7 +30,7 @@ from drivers.dinstar.wire import ApiError, SmsResult
 
 log = structlog.get_logger("smsgw.dinstar")
 
-CallFailed = (DeviceUnreachable, AuthRejected, ApiError)
+_CALL_FAILED = (DeviceUnreachable, AuthRejected, ApiError)
 
 
 class DinstarDevice:
@@ -113,8 +113,10 @@ class DinstarDevice:
             self._refused(str(err))
             raise
         except ApiError as err:
-            if err.code == 403:
+            if err.code in (403, None):  # refused, or HTML: the old API answers
                 self._refused(f"{err}: enable Mobile > API > New Version on the device")
+            else:  # it answered, if not what we hoped
+                self._answered(None)
             raise
         self._answered(body)
         return body
@@ -139,13 +141,13 @@ class DinstarDevice:
 
     # sending -----------------------------------------------------------------
     async def send(self, port: int, message: OutgoingMessage) -> SendReceipt:
-        self._check(port)
         number = wire.wire_number(message.destination, self._opt.number_prefix)
         if number is None:
             raise PermanentError(f"the device cannot dial {message.destination!r}",
                                  code="invalid-number")
         if len(message.text.encode()) > wire.MAX_TEXT_BYTES:
             raise PermanentError("text over the device's 1500 bytes", code="dinstar-413")
+        self._check(port)
         user_id = self._ids.next()
         # Registered before the request: a push may overtake the response.
         waiting = self._pending.add(user_id, port, number)
@@ -206,7 +208,7 @@ class DinstarDevice:
     async def _stop_task(self, task_id: int | None) -> None:
         if task_id is None:
             return
-        with contextlib.suppress(*CallFailed):
+        with contextlib.suppress(*_CALL_FAILED):
             await self._call(self._client.get, wire.STOP_SMS, {"task_id": str(task_id)})
 
     def _receipt(self, waiting: PendingSend, message: OutgoingMessage,
@@ -267,7 +269,7 @@ class DinstarDevice:
         except ApiError as err:
             # Firmware without get_port_info still answered: health then
             # comes from send results alone.
-            return err.code != 403
+            return err.code not in (403, None)
         self.state.port_info(infos)
         return True
 
@@ -284,27 +286,33 @@ class DinstarDevice:
                 continue
             for start in range(0, len(ids), wire.MAX_QUERY_IDS):
                 chunk = ids[start:start + wire.MAX_QUERY_IDS]
-                with contextlib.suppress(*CallFailed):
+                with contextlib.suppress(*_CALL_FAILED):
                     body = await self._call(self._client.post, wire.QUERY_RESULT,
                                             {"user_id": chunk})
                     await self.feed.results(wire.parse_results(body))
 
     async def _report_loop(self) -> None:
-        since: str | None = wire.device_time(self._clock() - self._opt.dlr_window_s)
+        restarted = True  # the first poll also looks for sends before a restart
         while True:
             await asyncio.sleep(self._opt.dlr_poll_interval_s)
-            if since is not None and self.state.usable:
-                with contextlib.suppress(*CallFailed):
-                    body = await self._call(self._client.post, wire.QUERY_DELIVER,
-                                            {"port": list(self.ports), "time_after": since})
-                    await self.feed.deliveries(wire.parse_deliveries(body))
-            self._index.expire(self._clock())
-            since = _second_before(self._index.oldest_device_time())
+            now = self._clock()
+            self._index.expire(now)
+            oldest = self._index.oldest_device_time()
+            if not self.state.usable or (oldest is None and not restarted):
+                continue
+            # `time_after` compares whole seconds of the send time.
+            since = (wire.parse_device_time(oldest) or 0.0) - 1 if oldest else 0.0
+            since = max(since, now - self._opt.dlr_poll_lookback_s)
+            query = {"port": list(self.ports), "time_after": wire.device_time(since)}
+            with contextlib.suppress(*_CALL_FAILED):
+                body = await self._call(self._client.post, wire.QUERY_DELIVER, query)
+                await self.feed.deliveries(wire.parse_deliveries(body))
+                restarted = False
 
     async def _inbox_loop(self) -> None:
         while True:
             if self.state.usable:
-                with contextlib.suppress(*CallFailed):
+                with contextlib.suppress(*_CALL_FAILED):
                     await self._read_inbox()
             await asyncio.sleep(self._opt.inbound_poll_interval_s)
 
@@ -323,9 +331,3 @@ class DinstarDevice:
         await self.feed.incoming(messages)
         # Moved only once stored: a failed hand-over is read again (and deduplicated).
         self._inbox_cursor = max([self._inbox_cursor or 0, *ids])
-
-
-def _second_before(device_time: str | None) -> str | None:
-    # `time_after` filters on the send time, in whole seconds.
-    ts = wire.parse_device_time(device_time) if device_time else None
-    return None if ts is None else wire.device_time(ts - 1)

@@ -44,7 +44,7 @@ class DinstarOptions(BaseModel):
     request_timeout_s: float = Field(10.0, gt=0)
     # How long send() waits for the port to report SENT_OK / FAILED.
     result_timeout_s: float = Field(30.0, gt=0)
-    result_poll_interval_ms: int = Field(250, ge=10)
+    result_poll_interval_ms: int = Field(100, ge=10)
     # 0 turns a poller off (when the device pushes those events).
     dlr_poll_interval_s: float = Field(15.0, ge=0)
     inbound_poll_interval_s: float = Field(10.0, ge=0)
@@ -60,6 +60,9 @@ class DinstarOptions(BaseModel):
     inbound_backlog_s: float = Field(3600.0, ge=0)
     # How long a sent message waits in memory for its delivery report.
     dlr_window_s: float = Field(6 * 3600.0, gt=0)
+    # How far back a delivery-status poll looks: the device filters on the
+    # send time, so each poll returns every report of that span again.
+    dlr_poll_lookback_s: float = Field(900.0, gt=0)
     # Consecutive failed sends after which a port rests (port_rest_s).
     port_fail_limit: int = Field(3, ge=1)
     port_rest_s: float = Field(30.0, ge=0)

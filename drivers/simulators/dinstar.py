@@ -1,17 +1,11 @@
-"""A Dinstar UC/DWG GSM gateway simulator: a real aiohttp server on loopback
-speaking the "new version" HTTP API (paths, JSON keys, error codes, Basic or
-Digest authentication) as docs/dinstar.md describes it.
-
-- N ports, each sending one SMS at a time and taking `latency_s` per part
-  (the radio); `send_sms` answers 202 + `task_id` at once, the result goes
-  SENDING -> SENT_OK / FAILED, then a delivery status per part
-  (`status_code` = TP-Status) and the result DELIVERED.
-- `query_sms_result`, `query_sms_deliver_status`, `query_incoming_sms`
-  (incremental cursor), `get_port_info`, `stop_sms`, `query_sms_in_queue`.
-- Push of `sms_result`, `sms_deliver_status` and `sms` to `push_url`, once
-  and unauthenticated, like the device.
-- Faults: a port unregistered, numbers that fail or are refused, wrong
-  credentials, HTTP 500s, hangs.
+"""A Dinstar UC/DWG GSM gateway on loopback: a real aiohttp server speaking
+the "new version" HTTP API (paths, JSON keys, error codes, Basic or Digest)
+as docs/dinstar.md describes it. Each port sends one SMS at a time, taking
+`latency_s` per part; results go SENDING -> SENT_OK / FAILED, then one
+delivery status per part (TP-Status) and DELIVERED; results, statuses and
+inbound SMS are pushed once, unsigned, to `push_url`. Faults: ports
+unregistered or failing, numbers failing or refused, wrong credentials,
+HTTP errors, hangs.
 
 Standalone: `python -m drivers.simulators.dinstar --port 8099 --ports 8
 --push-url http://127.0.0.1:8080/hooks/dinstar-a`; `/_sim/...` lets a person
@@ -33,6 +27,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from drivers.http.simkit import LoopbackServer
 from drivers.sms.segments import count_segments
 
 _NUMBER = re.compile(r"^\+?\d{1,24}$")
@@ -83,8 +78,8 @@ class SimPort:
     sent: int = 0
     failed: int = 0
     busy_s: float = 0.0
-    first_start: float | None = None
     last_end: float | None = None
+    gaps_s: list[float] = field(default_factory=list)
 
     def info(self) -> dict[str, Any]:
         return {"port": self.index, "type": "GSM", "reg": self.reg, "number": self.number,
@@ -122,20 +117,15 @@ class DinstarSimulator:
         self._workers: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._host, self._port = host, port
-        self._runner: web.AppRunner | None = None
+        self._server: LoopbackServer | None = None
         self.url = ""
 
     # lifecycle ---------------------------------------------------------------
     async def start(self) -> str:
         app = web.Application(middlewares=[self._gate])
         app.add_routes(self._api_routes() + _control_routes(self))
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        server: Any = site._server
-        host, port = server.sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        self._server = LoopbackServer(app, host=self._host, port=self._port)
+        self.url = await self._server.start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         self._workers = [asyncio.create_task(self._radio(p), name=f"sim-port-{p.index}")
                          for p in self.ports]
@@ -146,8 +136,8 @@ class DinstarSimulator:
         for task in [*self._workers, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._workers, *self._tasks, return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.close()
         if self._session is not None:
             await self._session.close()
 
@@ -308,7 +298,8 @@ class DinstarSimulator:
             if sms.status != "SENDING":  # stopped while queued
                 continue
             began = time.time()
-            port.first_start = port.first_start or began
+            if port.last_end is not None:  # idle time between two SMS: the client's
+                port.gaps_s.append(began - port.last_end)
             await asyncio.sleep(self.latency_s * sms.count)
             port.last_end = time.time()
             port.busy_s += port.last_end - began
@@ -360,8 +351,8 @@ class DinstarSimulator:
 
     def stats(self) -> dict[str, Any]:
         return {"ports": [{"port": p.index, "reg": p.reg, "sent": p.sent, "failed": p.failed,
-                           "busy_s": round(p.busy_s, 4), "first_start": p.first_start,
-                           "last_end": p.last_end} for p in self.ports],
+                           "busy_s": round(p.busy_s, 4), "gaps_s": [round(g, 4) for g in p.gaps_s]}
+                          for p in self.ports],
                 "in_queue": self._queued(), "requests": self.requests}
 
 
@@ -421,18 +412,17 @@ def _control_routes(sim: DinstarSimulator) -> list[web.RouteDef]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8099)
-    parser.add_argument("--ports", type=int, default=8, help="GSM ports (0..N-1)")
-    parser.add_argument("--latency-ms", type=float, default=1000, help="radio time per part")
-    parser.add_argument("--dlr-delay-ms", type=float, default=500)
-    parser.add_argument("--username", default="admin")
-    parser.add_argument("--password", default="admin")
-    parser.add_argument("--auth", choices=["basic", "digest"], default="basic")
-    parser.add_argument("--push-url", help="e.g. http://127.0.0.1:8080/hooks/dinstar-a")
-    args = parser.parse_args(argv)
-    asyncio.run(_serve(args))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--ports", type=int, default=8, help="GSM ports (0..N-1)")
+    p.add_argument("--latency-ms", type=float, default=1000, help="radio time per part")
+    p.add_argument("--dlr-delay-ms", type=float, default=500)
+    p.add_argument("--username", default="admin")
+    p.add_argument("--password", default="admin")
+    p.add_argument("--auth", choices=["basic", "digest"], default="basic")
+    p.add_argument("--push-url", help="e.g. http://127.0.0.1:8080/hooks/dinstar-a")
+    asyncio.run(_serve(p.parse_args(argv)))
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -440,8 +430,7 @@ async def _serve(args: argparse.Namespace) -> None:
                            auth=args.auth, latency_s=args.latency_ms / 1000,
                            dlr_delay_s=args.dlr_delay_ms / 1000, push_url=args.push_url,
                            host=args.host, port=args.port)
-    url = await sim.start()
-    print(f"dinstar simulator: {url} ({len(sim.ports)} ports, {args.auth} auth, "
+    print(f"dinstar simulator: {await sim.start()} ({len(sim.ports)} ports, {args.auth} auth, "
           f"push to {args.push_url or 'nowhere'})", flush=True)
     try:
         await asyncio.Event().wait()
