@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/smsgw.toml
 
-.PHONY: run test bench lint install install-test clean
+.PHONY: run test bench lint install install-test clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,16 @@ run: install
 # made ready first (.ci/postgres-up); its URL in SMSGW_TEST_PG_URL makes the
 # PostgreSQL tests mandatory. With CI=true no server is a failure; by hand
 # the PostgreSQL tests are then skipped with the reason.
-test: install-test
+# The dashboard test drives Debian's chromium (never a downloaded browser);
+# as root it is installed here when missing, otherwise that test is skipped.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make browser: chromium is missing (as root: apt-get install chromium)" >&2; fi; \
+	fi
+
+test: install-test browser
 	@url=$$(PG_CHECK_PYTHON=$(BIN)/python bash .ci/postgres-up) || { \
 	  if [ "$${CI:-}" = true ] || [ -n "$${SMSGW_TEST_PG_URL:-}" ]; then \
 	    echo "make test: no PostgreSQL server (required in CI or when SMSGW_TEST_PG_URL is set)" >&2; exit 1; fi; \

@@ -44,7 +44,8 @@ def check_hash_format(stored: str) -> str:
     try:
         if parts[0] == "scrypt" and len(parts) == 6:
             n, r, p = (int(x) for x in parts[1:4])
-            if n < 2**10 or n & (n - 1) or r < 1 or p < 1:
+            # Bounded both ways: too weak to protect, or so costly a login exhausts memory.
+            if not 2**10 <= n <= 2**20 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
                 raise ValueError("weak or malformed scrypt parameters")
         elif parts[0] == "pbkdf2_sha256" and len(parts) == 4:
             if int(parts[1]) < _MIN_PBKDF2_ROUNDS:

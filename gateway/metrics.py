@@ -16,13 +16,14 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    exposition,
     generate_latest,
 )
 
 from spool.base import CampaignCounts, State
 
-CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
+# The classic text format: every Prometheus release reads it, and our names
+# need none of 1.0.0's escaping.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Modem sends take seconds; cloud APIs tens of milliseconds.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 

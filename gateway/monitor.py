@@ -17,7 +17,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.metrics import Metrics
-from spool.base import Blocked, CampaignCounts, Failed, Outcome, Retry, Sent, State, Store
+from spool.base import (
+    Blocked,
+    CampaignCounts,
+    Failed,
+    Outcome,
+    Retry,
+    Sent,
+    State,
+    Store,
+    StoreError,
+)
 
 BUCKET_S = 10
 HISTORY_S = 3600
@@ -139,7 +149,10 @@ class Monitor:
     # every node's work, from the spool counts -----------------------------------
     async def sample_forever(self, store: Store, interval_s: float) -> None:
         while True:
-            self.sample(await store.counts())
+            try:
+                self.sample(await store.counts())
+            except StoreError:
+                pass  # the database is away: rates resume with the next sample
             await asyncio.sleep(interval_s)
 
     def sample(self, counts: Iterable[CampaignCounts]) -> None:

@@ -124,24 +124,32 @@ def _status(v: dict[str, Any], found: list[dict[str, str]]) -> str:
 def _channel_problem(v: dict[str, Any], pool: Sequence[ChannelRunner], now: float
                      ) -> tuple[str, str, str] | None:
     if not pool:
-        names = ", ".join(v["channels"]) or "any SMS channel"
-        return ("no_channel", f"Its channel pool ({names}) matches no configured channel.",
-                "channels")
+        return ("no_channel", "No SMS channel is configured.", "channels")
     up = [r for r in pool if r.up()]
     if not up:
-        why = "; ".join(f"{r.name}: {r.last_error or r.channel.health().last_error or 'down'}"
-                        for r in pool)
+        why = "; ".join(f"{r.name}: {_why_down(r)}" for r in pool)
         return ("channels_down", f"Every channel of its pool is down ({why}).", "channels")
     if all(not r.eligible(now) and r.load == 0 for r in up):
-        return ("channels_resting", "Every channel of its pool is resting after failures or "
-                "at its daily limit.", "channels")
+        why = "; ".join(f"{r.name}: {_why_resting(r, now)}" for r in up)
+        return ("channels_resting", f"Every channel of its pool is resting ({why}).",
+                "channels")
     return None
 
 
+def _why_down(r: ChannelRunner) -> str:
+    if not r._cfg.enabled:
+        return "disabled in the configuration"
+    return r.channel.health().last_error or r.last_error or "not answering"
+
+
+def _why_resting(r: ChannelRunner, now: float) -> str:
+    if now < r.blocked_until:
+        return f"paused {r.blocked_until - now:.0f} s more after: {r.last_error}"
+    return f"reached its daily limit of {r._cfg.daily_limit}"
+
+
 def _pool(c: Campaign, router: Router) -> list[ChannelRunner]:
-    if c.channels:
-        return [router.runners[n] for n in c.channels if n in router.runners]
-    return [r for r in router.runners.values() if r.kind == "sms"]
+    return router.pool(c.channels, "sms")  # exactly the channels the router would use
 
 
 def channel_view(r: ChannelRunner, monitor: Monitor | None, now: float, live: bool
@@ -165,6 +173,8 @@ def channel_view(r: ChannelRunner, monitor: Monitor | None, now: float, live: bo
 
 
 def _channel_status(r: ChannelRunner, now: float) -> str:
+    if not r._cfg.enabled:
+        return "disabled"
     if not r.up():
         return "down"
     if now < r.blocked_until:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -32,7 +33,8 @@ routes = web.RouteTableDef()
 STATIC = Path(__file__).resolve().parent.parent / "static"
 SIGNER = web.AppKey("dashboard_signer", SessionSigner)
 THROTTLE = web.AppKey("dashboard_throttle", LoginThrottle)
-SESSION = "smsgw.dashboard_session"
+SESSION: Any = (web.RequestKey("dashboard_session", Session)  # aiohttp >= 3.14
+                if hasattr(web, "RequestKey") else "smsgw.dashboard_session")
 OPERATOR = Tenant(id=1, name="default")  # created by the first migration
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 # Compared against when the user is unknown, so a miss costs as long as a hit.

@@ -129,7 +129,8 @@ function renderList(ul, items, line, empty) {
 function renderAttention(campaigns, channels) {
   const items = [];
   for (const c of campaigns) {
-    if (c.status === "sending" || c.status === "idle") continue;
+    // A campaign stopped on purpose with nothing waiting needs nobody.
+    if (c.status === "sending" || c.status === "idle" || !c.not_processed) continue;
     const first = c.diagnosis[0];
     items.push(`${c.name}: ${first ? first.text : c.status}`);
   }
