@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from drivers.base import (
     ChannelEvents,
+    ChannelKind,
     Health,
     OutgoingMessage,
     SendReceipt,
@@ -52,7 +53,9 @@ class SerialOptions(BaseModel):
     cnmi: str = "2,1,0,1,0"  # buffer URCs, +CMTI for messages, +CDS for reports
     storage: str = "SM"
     command_timeout_s: float = Field(5.0, gt=0)
-    cmgs_timeout_s: float = Field(60.0, gt=0)
+    # Per part. Below the channel's send_timeout_s (60 s by default), so a
+    # mute modem is caught here, reset, and its message retried elsewhere.
+    cmgs_timeout_s: float = Field(40.0, gt=0)
     reset_wait_s: float = Field(3.0, ge=0)
     reopen_min_s: float = Field(1.0, gt=0)
     reopen_max_s: float = Field(60.0, gt=0)
@@ -68,7 +71,7 @@ class _Sweep:
 
 
 class SerialChannel:
-    kind: Literal["sms"] = "sms"
+    kind: ChannelKind = "sms"
     concurrency = 1  # one AT command at a time on one port
 
     def __init__(self, name: str, options: SerialOptions, events: ChannelEvents, *,
@@ -111,14 +114,17 @@ class SerialChannel:
             await self._port.close()
             self._port = None
 
-    def health(self) -> Health:
+    def _usable(self) -> bool:
         stat = self._registration
         # A modem that does not report registration is taken at its word.
         registered = (stat is None or stat in session.REGISTERED
                       or not self._opt.require_registration)
-        port_ok = self._port is not None and self._port.is_open
+        return self._ready and self._port is not None and self._port.is_open and registered
+
+    def health(self) -> Health:
+        stat = self._registration
         return Health(
-            up=self._ready and port_ok and registered, last_error=self._last_error,
+            up=self._usable(), last_error=self._last_error,
             signal_dbm=self._signal.dbm,
             detail={"device": self._opt.device, "mode": self._mode, "bars": self._signal.bars,
                     "registration": None if stat is None else session.REGISTRATION.get(stat),
@@ -148,12 +154,11 @@ class SerialChannel:
             self._port = port
             await self._bring_up(port)
             return await self._serve(port)
-        except session.InitError as err:
+        except (session.InitError, PortClosed) as err:
             return str(err)
-        except PortClosed as err:
-            return str(err)
-        except (OSError, pdu.PduError) as err:
-            return f"{type(err).__name__}: {err}"
+        except Exception as err:  # supervisor boundary: log it, reopen with backoff
+            log.exception("modem.session_crashed", channel=self.name)
+            return f"internal error: {err!r}"
 
     async def _bring_up(self, port: AtPort) -> None:
         opt = self._opt
@@ -294,7 +299,7 @@ class SerialChannel:
     # sending -------------------------------------------------------------
     async def send(self, message: OutgoingMessage) -> SendReceipt:
         port = self._port
-        if not self._ready or port is None or not port.is_open:
+        if not self._usable() or port is None:
             raise TransientError(f"modem {self.name} is down: {self._last_error}", code="down")
         if self._mode == "text":
             refs = [await self._send_text(port, message)]

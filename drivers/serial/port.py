@@ -181,6 +181,7 @@ class AtPort(asyncio.Protocol):
             # The answer will still come and would be taken for the next
             # command's: the only safe state after this is a fresh port.
             self._pending = None
+            self.wedged = True
             self.fail(f"{pending.command} was abandoned mid-answer")
             raise
 

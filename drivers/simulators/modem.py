@@ -28,6 +28,8 @@ from drivers.serial.at import split_fields
 
 OK, ERROR = "OK", "ERROR"
 CAPACITY = 30
+_NEEDS_SIM = ("AT+CMGR", "AT+CMGL", "AT+CMGD", "AT+CMGF", "AT+CPMS", "AT+CNMI", "AT+CSCA",
+              "AT+CNUM", "AT+CSMP")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,62 +247,51 @@ class ModemSimulator:
         try:
             info, final = self._answer(upper, line)
         except _Refused as err:
-            info, final = [], self._error(err.cme, err.cms)
+            info, final = [], self._error(err.cme)
         if self.chatter and info:
             info = [info[0], "^RSSI: 17", *info[1:], "RING"]
         self._lines(*info, final)
 
     # answers -------------------------------------------------------------
     def _answer(self, upper: str, line: str) -> tuple[list[str], str]:
-        simple = {
-            "AT": [], "ATE0": [], "ATE1": [], "AT+CSMS=0": ["+CSMS: 1,1,1"],
-            "AT+CGMI": ["smsgw"], "AT+CGMM": ["ModemSim 1"], "AT+CGMR": ["sim-1.0"],
-            "AT+CGSN": ["356938035643809"], "AT+CSQ": [f"+CSQ: {self.rssi},99"],
-            "AT+CREG?": [f"+CREG: 0,{self.creg}"], "AT+CPIN?": [f"+CPIN: {self.s.sim}"],
-            "AT+CMGF?": [f"+CMGF: {self.s.cmgf}"], "AT+CNMI=?":
-                ["+CNMI: (0-2),(0-3),(0,2),(0-2),(0,1)"], "AT+CMGF=?": ["+CMGF: (0,1)"],
-        }
-        if upper in simple:
-            self._settings(upper)
-            return simple[upper], OK
         if upper.startswith("AT+CPIN="):
             return self._enter_pin(split_fields(line[8:])[0])
-        if self.s.sim != "READY" and upper.startswith(("AT+CM", "AT+CP", "AT+CN", "AT+CS")):
-            raise _Refused(11 if self.s.sim == "SIM PIN" else 12, 311)
-        return self._sms_command(upper, line)
-
-    def _settings(self, upper: str) -> None:
-        if upper in ("ATE0", "ATE1"):
-            self.s.echo = upper == "ATE1" or self.sticky_echo
-
-    def _sms_command(self, upper: str, line: str) -> tuple[list[str], str]:
-        head, _, arg = upper.partition("=")
+        if self.s.sim != "READY" and upper.startswith(_NEEDS_SIM):
+            raise _Refused(11 if self.s.sim == "SIM PIN" else 12)
         args = split_fields(line.partition("=")[2])
-        handler = {
-            "ATZ": self._atz, "AT+CMEE": lambda: self._set("cmee", int(args[0])),
-            "AT+CMGF": lambda: self._cmgf(int(args[0])), "AT+CNMI": lambda: self._cnmi(args),
-            "AT+CPMS": lambda: ["+CPMS: " + ",".join([f"{len(self.storage)},{CAPACITY}"] * 3)],
-            "AT+CSCA?": lambda: [f'+CSCA: "{self.smsc}",145'],
-            "AT+CSCA": lambda: self._set("smsc_", args[0]), "AT+CSDH": lambda: [],
-            "AT+CSCS": lambda: [], "AT+CSMP": lambda: self._csmp(args),
-            "AT+COPS": lambda: [], "AT+COPS?": lambda: [f'+COPS: 0,0,"{self.operator}",7'],
-            "AT+CNUM": lambda: [f'+CNUM: "","{self.own_number}",145'],
-            "AT+CMGR": lambda: self._cmgr(int(args[0])), "AT+CMGD": lambda: self._cmgd(args),
-            "AT+CMGL": lambda: self._cmgl(), "AT+CFUN": lambda: self._cfun(args),
-        }.get(head if arg or "=" in upper else upper)
+        # "AT+CMGF=0" is found as AT+CMGF; queries ("?", "=?") by their full text.
+        key = upper.partition("=")[0] if "=" in upper and not upper.endswith("?") else upper
+        handler = self._handlers(args).get(key)
         if handler is None:
             return [], ERROR
         try:
-            return handler() or [], OK
+            return handler(), OK
         except (ValueError, IndexError):
             return [], ERROR
 
-    def _set(self, name: str, value: object) -> list[str]:
-        if name == "smsc_":
-            self.smsc = str(value)
-        else:
-            setattr(self.s, name, value)
-        return []
+    def _handlers(self, a: tuple[str, ...]) -> dict[str, Callable[[], list[str]]]:
+        s = self.s
+        return {
+            "AT": list, "ATZ": self._atz, "ATE0": lambda: _set(s, echo=self.sticky_echo),
+            "ATE1": lambda: _set(s, echo=True), "AT+CSMS": lambda: ["+CSMS: 1,1,1"],
+            "AT+CGMI": lambda: ["smsgw"], "AT+CGMM": lambda: ["ModemSim 1"],
+            "AT+CGMR": lambda: ["sim-1.0"], "AT+CGSN": lambda: ["356938035643809"],
+            "AT+CSQ": lambda: [f"+CSQ: {self.rssi},99"],
+            "AT+CREG?": lambda: [f"+CREG: 0,{self.creg}"],
+            "AT+CPIN?": lambda: [f"+CPIN: {s.sim}"], "AT+CMEE": lambda: _set(s, cmee=int(a[0])),
+            "AT+CMGF": lambda: self._cmgf(int(a[0])), "AT+CMGF?": lambda: [f"+CMGF: {s.cmgf}"],
+            "AT+CMGF=?": lambda: ["+CMGF: (0,1)" if self.pdu_mode else "+CMGF: (1)"],
+            "AT+CNMI": lambda: _set(s, cnmi=tuple(int(x or 0) for x in (*a, "", "", "", ""))[:5]),
+            "AT+CNMI=?": lambda: ["+CNMI: (0-2),(0-3),(0,2),(0-2),(0,1)"],
+            "AT+CPMS": lambda: ["+CPMS: " + ",".join([f"{len(self.storage)},{CAPACITY}"] * 3)],
+            "AT+CSCA?": lambda: [f'+CSCA: "{self.smsc}",145'],
+            "AT+CSCA": lambda: _set(self, smsc=a[0]), "AT+CSDH": list, "AT+CSCS": list,
+            "AT+CSMP": lambda: _set(s, csmp=tuple(int(x) for x in a[:4])),
+            "AT+COPS": list, "AT+COPS?": lambda: [f'+COPS: 0,0,"{self.operator}",7'],
+            "AT+CNUM": lambda: [f'+CNUM: "","{self.own_number}",145'],
+            "AT+CMGR": lambda: self._cmgr(int(a[0])), "AT+CMGD": lambda: self._cmgd(a),
+            "AT+CMGL": self._cmgl, "AT+CFUN": lambda: self._cfun(a),
+        }
 
     def _atz(self) -> list[str]:
         sim = self.s.sim
@@ -320,27 +311,18 @@ class ModemSimulator:
         self.s.cmgf = mode
         return []
 
-    def _cnmi(self, args: tuple[str, ...]) -> list[str]:
-        self.s.cnmi = tuple(int(a or 0) for a in args) + (0,) * (5 - len(args))
-        return []
-
-    def _csmp(self, args: tuple[str, ...]) -> list[str]:
-        fo, vp, pid, dcs = (int(a) for a in args[:4])
-        self.s.csmp = (fo, vp, pid, dcs)
-        return []
-
     def _enter_pin(self, given: str) -> tuple[list[str], str]:
         if self.s.sim != "SIM PIN":
-            return [], self._error(3, 302)
+            return [], self._error(3)
         self.pin_attempts += 1
         if given == self.pin:
             self.s.sim = "READY"
             return [], OK
         if self.pin_attempts >= 3:
             self.s.sim = "SIM PUK"
-        return [], self._error(16, 310)
+        return [], self._error(16)
 
-    def _error(self, cme: int, cms: int) -> str:
+    def _error(self, cme: int) -> str:
         words = {11: "SIM PIN required", 12: "SIM PUK required", 16: "incorrect password",
                  3: "operation not allowed", 21: "invalid index"}
         if self.verbose_errors or self.s.cmee == 2:
@@ -480,7 +462,13 @@ class ModemSimulator:
         return indexes
 
 
+def _set(target: object, **values: object) -> list[str]:
+    for name, value in values.items():
+        setattr(target, name, value)
+    return []
+
+
 class _Refused(Exception):
-    def __init__(self, cme: int, cms: int) -> None:
+    def __init__(self, cme: int) -> None:
         super().__init__(f"+CME ERROR: {cme}")
-        self.cme, self.cms = cme, cms
+        self.cme = cme
