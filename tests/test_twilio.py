@@ -180,8 +180,8 @@ async def test_rate_limit_honours_retry_after(make_gateway, sim) -> None:
 
 
 async def test_provider_timeout_is_retried(make_gateway, sim) -> None:
-    gw = await gateway_with(make_gateway, sim, request_timeout_s=0.3)
-    sim.hang(1, seconds=1.0)
+    gw = await gateway_with(make_gateway, sim, request_timeout_s=0.5)
+    sim.hang(1, seconds=2.0)
     mid = await submit(gw)
     m = await reaches(gw, mid, {State.DELIVERED})
     assert m.attempts == 2

@@ -51,11 +51,15 @@ def message(spec: dict[str, Any] | None, text: str = "hola") -> OutgoingMessage:
                            data={"whatsapp": spec} if spec is not None else {})
 
 
-def limit_error(spec: dict[str, Any]) -> str:
+def limit_error_for(outgoing: OutgoingMessage) -> str:
     with pytest.raises(PermanentError) as caught:
-        payload.prepare(message(spec))
+        payload.prepare(outgoing)
     assert caught.value.code == "whatsapp_limit"
     return str(caught.value)
+
+
+def limit_error(spec: dict[str, Any]) -> str:
+    return limit_error_for(message(spec))
 
 
 def test_plain_text_uses_the_message_text_and_our_id() -> None:
@@ -81,13 +85,27 @@ def test_documented_interactive_examples_pass(interactive: dict[str, Any]) -> No
     assert got.body["interactive"] == interactive
 
 
-def test_media_caption_defaults_to_the_text_and_context_quotes() -> None:
-    spec = {"type": "image", "image": {"link": "https://cdn.example/p.jpg"},
+def test_media_caption_comes_only_from_the_spec_and_context_quotes() -> None:
+    spec = {"type": "image", "image": {"link": "https://cdn.example/p.jpg",
+                                       "caption": "The best succulent ever?"},
             "reply_to": "wamid.abc"}
-    got = payload.prepare(message(spec, "The best succulent ever?"))
+    got = payload.prepare(message(spec, "[session 1/2 of message 7]"))
     assert got.body["image"] == {"link": "https://cdn.example/p.jpg",
                                  "caption": "The best succulent ever?"}
     assert got.body["context"] == {"message_id": "wamid.abc"}
+    bare = payload.prepare(message({"type": "video", "video": {"id": "MEDIA1"}}, "label"))
+    assert bare.body["video"] == {"id": "MEDIA1"}
+
+
+def test_the_api_placeholder_text_is_never_sent() -> None:
+    # POST /api/v1/messages without "message" stores "[text]" / "[interactive]".
+    assert "text.body: required" in limit_error_for(message({"type": "text"}, "[text]"))
+    spec = {"type": "text", "text": {"body": "Hola"}}
+    assert payload.prepare(message(spec, "[text]")).body["text"]["body"] == "Hola"
+    ia = copy.deepcopy(BUTTONS)
+    del ia["body"]
+    assert "body.text: required" in limit_error_for(
+        message({"type": "interactive", "interactive": ia}, "[interactive]"))
 
 
 def _buttons(n: int, title: str = "Option") -> dict[str, Any]:

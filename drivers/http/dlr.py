@@ -30,6 +30,8 @@ def reports(channel: str, dlr: DlrOptions, params: Mapping[str, str], doc: Any
     from its query and form parameters."""
     source: Any = doc if doc is not None else params
     items = template.lookup(source, dlr.items_path) if dlr.items_path else [source]
+    if len(items) == 1 and isinstance(items[0], list):  # "results" names the list itself
+        items = items[0]
     found = []
     for item in items:
         report = _report(channel, dlr, item)

@@ -126,8 +126,9 @@ class TwilioChannel:
 
     def _signed(self, request: web.Request, subpath: str, pairs: list[tuple[str, str]]) -> bool:
         url = self._hook_url(subpath)
-        if request.query_string:
-            url += "?" + request.query_string
+        # Twilio signs the query exactly as configured, percent-escapes included.
+        if request.rel_url.raw_query_string:
+            url += "?" + request.rel_url.raw_query_string
         algorithm = signature.algorithm_of(request.headers.get(signature.SETTINGS_HEADER))
         return signature.valid(self._opt.auth_token, url, pairs,
                                request.headers.get(signature.HEADER), algorithm)

@@ -1,9 +1,11 @@
 """From an OutgoingMessage to the Cloud API's `/messages` body, without I/O.
 
 The message's `data["whatsapp"]` says what to send (docs/providers.md has
-the full shape); `message.text` fills the obvious text slot when the spec
-leaves it out: the body of a `text`, the caption of a media message, the
-body of an interactive message. No spec at all means a plain text.
+the full shape); `message.text` is the body of a `text`, and of an
+interactive message whose spec has none. No spec at all means a plain text.
+Media captions come only from the spec: the gateway stores labels such as
+"[session 1/2 of message 7]" as the text of messages it composes, and a
+label must never reach the customer.
 """
 
 from __future__ import annotations
@@ -42,8 +44,11 @@ def prepare(message: OutgoingMessage) -> Prepared:
         raise PermanentError(f"data.whatsapp.type {kind!r} is not one of {', '.join(TYPES)}",
                              code="whatsapp_payload")
     body = _envelope(message.destination, kind, str(message.id))
+    # The JSON API stores "[<type>]" when a WhatsApp message comes without
+    # text: a label for listings, not content.
+    text = "" if message.text == f"[{kind}]" else message.text
     try:
-        body[kind] = _content(kind, spec, message.text)
+        body[kind] = _content(kind, spec, text)
         limits.check_callback_data(body["biz_opaque_callback_data"])
     except limits.LimitError as err:
         raise PermanentError(f"WhatsApp limit: {err}", code="whatsapp_limit") from err
@@ -87,7 +92,5 @@ def _content(kind: str, spec: dict[str, Any], text: str) -> dict[str, Any]:
             given["body"]["text"] = text
         limits.check_interactive(given)
     else:
-        if kind != "audio" and "caption" not in given and text:
-            given["caption"] = text
         limits.check_media(kind, given)
     return given
