@@ -80,7 +80,9 @@ class InboundHandler:
         record = InboundRecord(
             channel=message.channel, sender=sender, recipient=message.recipient,
             text=message.text, received_at=message.at, provider_ref=message.provider_ref,
-            tenant=last.tenant if last else None, campaign=campaign.id if campaign else None,
+            # A sender nobody has written to belongs to the operator.
+            tenant=last.tenant if last else OPERATOR_TENANT,
+            campaign=campaign.id if campaign else None,
             reply_to=last.id if last else None, data=message.data or None,
             action=decision.action, agent=last.agent if last else None)
         inbound_id, duplicate = await self._store.store_inbound(record)

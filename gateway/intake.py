@@ -112,7 +112,7 @@ class Intake:
         campaign = await self._campaign(tenant, item.campaign, f"{prefix}campaign")
         if not item.destination or not item.destination.strip():
             raise IntakeError("destination is required", field=f"{prefix}destination")
-        if not item.message:
+        if not item.message and item.kind == "sms":
             raise IntakeError("message is required", field=f"{prefix}message")
         return self.classify_row(tenant, campaign, item)
 

@@ -56,7 +56,9 @@ class Recorder:
         await fut
 
     async def report(self, dr: DeliveryReport) -> None:
-        if not dr.final:
+        # WhatsApp may report `read` without a `delivered` first: read implies it.
+        read = dr.delivered and dr.detail.get("status") == "read"
+        if not dr.final and not read:
             log.info("message.report_interim", channel=dr.channel, ref=dr.provider_ref)
             return
         self._reports.append((self._clock(), Report(dr.channel, dr.provider_ref, dr.delivered,

@@ -23,6 +23,8 @@ from spool.base import Claimed, Failed, Outcome, Retry, Sent
 
 log = structlog.get_logger("smsgw.router")
 
+DEFAULT_SEND_TIMEOUT_S = 60.0
+
 MarkStarted = Callable[[int, str], Awaitable[None]]
 Sink = Callable[[Outcome], Awaitable[None]]  # returns once the outcome is durable
 
@@ -42,6 +44,8 @@ class ChannelRunner:
         self._clock = clock
         self._rng = rng or random.Random()
         self.concurrency = cfg.concurrency or channel.concurrency
+        self._send_timeout_s = cfg.send_timeout_s or getattr(
+            channel, "default_send_timeout_s", DEFAULT_SEND_TIMEOUT_S)
         self.capacity = max(2, self.concurrency * 2)
         self._queue: deque[Claimed] = deque()
         self._ready = asyncio.Condition()
@@ -140,7 +144,7 @@ class ChannelRunner:
                               kind="whatsapp" if m.kind == "whatsapp" else "sms",
                               data=m.data or {}, attempt=m.attempts + 1)
         try:
-            async with asyncio.timeout(self._cfg.send_timeout_s):
+            async with asyncio.timeout(self._send_timeout_s):
                 receipt = await self.channel.send(out)
         except PermanentError as err:
             self.failed_total += 1

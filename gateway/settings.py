@@ -191,7 +191,9 @@ class ChannelSettings(BaseModel):
     block_after: int = Field(5, ge=1)  # consecutive failures before a pause
     block_for_s: float = Field(60.0, ge=0)
     concurrency: int | None = Field(None, ge=1)
-    send_timeout_s: float = Field(60.0, gt=0)
+    # Default: the driver's own (`default_send_timeout_s`, 180 s for a modem
+    # sending several parts), else 60 s.
+    send_timeout_s: float | None = Field(None, gt=0)
 
 
 class Settings(_Section):

@@ -83,3 +83,23 @@ async def test_counts_follow_every_state_change(store) -> None:
     assert counts.by_state == {State.SENT: 1, State.INVALID: 1}  # zero rows are left out
     assert counts.cost == pytest.approx(0.2)
     assert await store.pending_count() == 0
+
+
+async def test_a_read_report_settles_a_message_never_reported_delivered(store) -> None:
+    from drivers.base import DeliveryReport
+    from gateway.recorder import Recorder
+
+    [ins] = await store.insert_messages([NewMessage(1, 1, "+59898344484", "x",
+                                                    kind="whatsapp")])
+    now = time.time()
+    await store.claim("n", 1, now, now + 60, [1])
+    await store.record([Sent(ins.id, "wa", "wamid.1", 0.5, now)], now)
+    recorder = Recorder(store)
+    await recorder.report(DeliveryReport("wa", "wamid.1", True, final=False,
+                                         detail={"status": "sending"}))
+    await recorder.flush()
+    assert (await store.get_message(None, ins.id)).state == State.SENT
+    await recorder.report(DeliveryReport("wa", "wamid.1", True, final=False,
+                                         detail={"status": "read"}))
+    await recorder.flush()
+    assert (await store.get_message(None, ins.id)).state == State.DELIVERED

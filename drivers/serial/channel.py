@@ -73,6 +73,9 @@ class _Sweep:
 class SerialChannel:
     kind: ChannelKind = "sms"
     concurrency = 1  # one AT command at a time on one port
+    # A multipart message takes a CMGS round trip per part: the gateway's
+    # send timeout for a modem channel defaults to this, not to 60 s.
+    default_send_timeout_s = 180.0
 
     def __init__(self, name: str, options: SerialOptions, events: ChannelEvents, *,
                  clock: Callable[[], float] = time.time) -> None:

@@ -66,8 +66,7 @@ def submission(body: Any, where: str = "") -> Submission:
     return Submission(
         destination=text(body, "destination", where, required=True, max_len=64) or "",
         # A WhatsApp template has no text of its own.
-        message=text(body, "message", where, required=kind == "sms", max_len=10_000)
-        or (f"[{whatsapp.get('type')}]" if isinstance(whatsapp, dict) else ""),
+        message=text(body, "message", where, required=kind == "sms", max_len=10_000) or "",
         kind=kind,
         campaign=text(body, "campaign", where, max_len=200),
         priority=integer(body, "priority", where),
