@@ -57,6 +57,7 @@ class Dispatcher:
         self.node = policy.node_name
         self._wake = asyncio.Event()
         self._claiming = True
+        self._pacer = Pacer()
         self.claimed_total = 0
 
     def wake(self) -> None:
@@ -76,14 +77,28 @@ class Dispatcher:
                 continue
             await self._campaigns.fresh()
             now = self._clock()
-            batch = await self._store.claim(
-                self.node, min(free, self._policy.batch_size), now,
-                now + self._policy.claim_lease_s, self._campaigns.sendable(now))
+            batch = await self._claim(free, now)
             if not batch:
-                await _wait(self._wake, poll_s)
+                await _wait(self._wake, self._pacer.wait_s(now, poll_s))
                 continue
             self.claimed_total += len(batch)
             await self._dispatch(batch)
+
+    async def _claim(self, free: int, now: float) -> list[Claimed]:
+        """Unpaced campaigns in one claim; each paced campaign whose slot is
+        due gets one message (its `time_between_ms` apart)."""
+        lease = now + self._policy.claim_lease_s
+        free = min(free, self._policy.batch_size)
+        unpaced, due = self._pacer.split(self._campaigns, now)
+        batch = await self._store.claim(self.node, free, now, lease, unpaced) if unpaced else []
+        for campaign in due:
+            if len(batch) >= free:
+                break
+            one = await self._store.claim(self.node, 1, now, lease, [campaign])
+            if one:
+                self._pacer.sent(campaign, now)
+            batch += one
+        return batch
 
     async def _dispatch(self, batch: list[Claimed]) -> None:
         checked = [(m.destination, m.campaign) for m in batch
@@ -150,6 +165,37 @@ class Dispatcher:
             self._router.capacity_changed.clear()
             await _wait(self._router.capacity_changed, min(left, 0.1))
         return True
+
+
+class Pacer:
+    """When each throttled campaign (`time_between_ms`) may send next.
+
+    Pacing is per node: with several daemons on one spool each keeps its
+    own gap, so the campaign's rate is the gap times the number of nodes."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, float] = {}
+        self._gaps: dict[int, float] = {}
+
+    def split(self, campaigns: CampaignBook, now: float) -> tuple[list[int], list[int]]:
+        unpaced, due = [], []
+        for campaign_id in campaigns.sendable(now):
+            campaign = campaigns.by_id(campaign_id)
+            gap = (campaign.time_between_ms / 1000) if campaign else 0.0
+            if gap <= 0:
+                unpaced.append(campaign_id)
+                continue
+            self._gaps[campaign_id] = gap
+            if self._next.get(campaign_id, 0.0) <= now:
+                due.append(campaign_id)
+        return unpaced, due
+
+    def sent(self, campaign_id: int, now: float) -> None:
+        self._next[campaign_id] = now + self._gaps.get(campaign_id, 0.0)
+
+    def wait_s(self, now: float, poll_s: float) -> float:
+        upcoming = [t - now for t in self._next.values() if t > now]
+        return max(0.001, min([poll_s, *upcoming]))
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -182,3 +182,19 @@ async def test_expired_lease_never_started_goes_back_to_queue(gateway: Running) 
     events = await store.message_events(mid)
     assert events[-1].state == State.TO_PROCESS and "before sending" in events[-1].note
     assert len(await store.list_messages(ListFilter(tenant=1, state=State.TO_PROCESS))) == 1
+
+
+async def test_campaign_throttle_spaces_its_sends_and_spares_others(gateway: Running) -> None:
+    async with gateway.session.post(f"{gateway.url}/api/v1/campaigns", headers=gateway.headers(),
+                                    json={"name": "slow", "time_between_ms": 200}) as r:
+        assert r.status == 201
+    await gateway.app.services.campaigns.reload()
+    slow = await submit(gateway, 5, campaign="slow", prefix="0983445")
+    fast = await submit(gateway, 30, prefix="0983446")
+    done_fast = await settled(gateway, fast, {State.SENT, State.DELIVERED})
+    done_slow = await settled(gateway, slow, {State.SENT, State.DELIVERED})
+    times = sorted(m.sent_at for m in done_slow)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.18, gaps
+    # The unthrottled campaign was not held back behind the slow one.
+    assert max(m.sent_at for m in done_fast) < times[-1]
