@@ -276,3 +276,18 @@ def _after_polls(sim: DinstarSimulator, n: int):
     async def check():
         return sim.requests >= target
     return check
+
+
+async def test_stop_through_a_gateway_port_blocks_the_next_message(
+        make_gateway, sim: DinstarSimulator) -> None:
+    gw = await make_gateway(channels=[dinstar_channel(sim)])
+    await push_to(sim, gw)
+    [mid] = await submit(gw, 1)  # to +59898344400
+    await settled(gw, [mid], {State.SENT, State.DELIVERED})
+    sim.inject_sms(2, "+59898344400", "stop")
+
+    async def listed():
+        return await gw.store.blacklisted([("+59898344400", 1)])
+    await gw.wait_for(listed)
+    [nxt] = await submit(gw, 1)
+    await settled(gw, [nxt], {State.BLOCKED})

@@ -221,3 +221,18 @@ async def test_absent_modem_starts_down_then_sweeps_what_the_sim_holds(
         await gw.wait_for(lambda: _async(not sim.storage))
     finally:
         await sim.close()
+
+
+async def test_stop_from_a_modem_blocks_the_next_message(modems, make_gateway) -> None:
+    sim = await modems("m1")
+    gw = await make_gateway(channels=[serial_channel("m1", sim)])
+    await wait_up(gw, "m1")
+    ids = await submit(gw, [("+59898344461", "Promo de invierno")])
+    await settled(gw, ids, DONE)
+    sim.inject_sms("+59898344461", "STOP")
+
+    async def listed():
+        return await gw.store.blacklisted([("+59898344461", 1)])
+    await gw.wait_for(listed)
+    [nxt] = await submit(gw, [("+59898344461", "Otra promo")])
+    await settled(gw, [nxt], {State.BLOCKED})

@@ -247,3 +247,15 @@ async def test_forged_inbound_is_refused_and_not_stored(make_gateway, sim) -> No
                                headers={"X-Twilio-Signature": forged}) as r:
         assert r.status == 403
     assert not [r for r in await inbound_of(gw) if r.channel == "twilio"]
+
+
+async def test_stop_by_sms_blocks_the_next_message(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim)
+    await reaches(gw, await submit(gw), {State.DELIVERED})
+    await sim.inbound("+59898344484", "STOP", sid="SM" + "s" * 32)
+
+    async def listed():
+        return await gw.store.blacklisted([("+59898344484", 1)])
+    await gw.wait_for(listed)
+    nxt = await submit(gw, text="otra promo")
+    assert (await gw.store.get_message(None, nxt)).state == State.BLOCKED

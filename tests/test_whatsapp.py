@@ -240,3 +240,15 @@ async def test_four_reply_buttons_fail_with_the_limit_named(make_gateway, sim) -
     m = await reaches(gw, mid, {State.FAILED})
     assert "interactive.action.buttons: 1 to 3 reply buttons (got 4)" in m.error
     assert m.attempts == 1 and not sim.received
+
+
+async def test_stop_on_whatsapp_blocks_the_next_message(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim)
+    await reaches(gw, await enqueue(gw, TEMPLATE), {State.DELIVERED})
+    await sim.inbound_text(CUSTOMER, "Baja", wamid="wamid.STOP1")
+
+    async def listed():
+        return await gw.store.blacklisted([(CUSTOMER, 1)])
+    await gw.wait_for(listed)
+    nxt = await enqueue(gw, TEMPLATE)
+    await reaches(gw, nxt, {State.BLOCKED})
