@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
 import structlog
 from aiohttp import web
 
@@ -17,50 +16,30 @@ from drivers.base import (
     ChannelError,
     ChannelEvents,
     ChannelKind,
-    Health,
     OutgoingMessage,
     SendReceipt,
-    TransientError,
 )
 from drivers.http import dlr, request
-from drivers.http.common import fetch, new_session
+from drivers.http.common import HttpChannelBase, fetch
 from drivers.http.options import HttpOptions
 
 log = structlog.get_logger("smsgw.http_driver")
 
 
-class HttpChannel:
+class HttpChannel(HttpChannelBase):
     def __init__(self, name: str, options: HttpOptions, events: ChannelEvents) -> None:
-        self.name = self.hook_name = name
+        self._init_http(name)
         self.kind: ChannelKind = options.kind
         self.concurrency = options.concurrency
         self._opt = options
         self._events = events
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-        self._last_error: str | None = None
-
-    async def start(self) -> None:
-        self._session = new_session(self._opt.request_timeout_s)
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def health(self) -> Health:
-        return Health(up=not self._closed, last_error=self._last_error)
 
     async def send(self, message: OutgoingMessage) -> SendReceipt:
-        if self._closed:
-            raise TransientError("channel closed", code="closed")
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        self._check_open()
+        session = await self._http()
         req = request.build(self._opt, self.name, message)
         try:
-            answer = await fetch(self._session, self.name, req.method, req.url,
+            answer = await fetch(session, self.name, req.method, req.url,
                                  params=req.params or None, headers=req.headers,
                                  data=req.form, json=req.json)
             receipt = request.interpret(self._opt, answer, message)

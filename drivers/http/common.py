@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from drivers.base import TransientError
+from drivers.base import Health, TransientError
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +103,39 @@ async def fetch(session: aiohttp.ClientSession, provider: str, method: str, url:
     async with transport_errors(provider), session.request(method, url, **kwargs) as resp:
         body = await resp.read()
         return Answer(resp.status, CIMultiDict(resp.headers), body)
+
+
+class HttpChannelBase:
+    """Lifecycle shared by channels that talk to a provider over HTTP: one
+    client session, opened at start (or on first use), closed once."""
+
+    name: str
+    _opt: Any  # the driver's options; `request_timeout_s` is read here
+
+    def _init_http(self, name: str) -> None:
+        self.name = self.hook_name = name
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._last_error: str | None = None
+
+    async def start(self) -> None:
+        self._session = new_session(self._opt.request_timeout_s)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def health(self) -> Health:
+        return Health(up=not self._closed, last_error=self._last_error)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransientError("channel closed", code="closed")
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        return self._session

@@ -11,7 +11,6 @@ in front of the gateway.
 
 from __future__ import annotations
 
-import aiohttp
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,12 +19,10 @@ from drivers.base import (
     ChannelError,
     ChannelEvents,
     ChannelKind,
-    Health,
     OutgoingMessage,
     SendReceipt,
-    TransientError,
 )
-from drivers.http.common import basic_auth, fetch, new_session, public_hook_url
+from drivers.http.common import HttpChannelBase, basic_auth, fetch, public_hook_url
 from drivers.twilio import api, callbacks, signature
 
 log = structlog.get_logger("smsgw.twilio")
@@ -57,46 +54,28 @@ class TwilioOptions(BaseModel):
         return self
 
 
-class TwilioChannel:
+class TwilioChannel(HttpChannelBase):
     kind: ChannelKind = "sms"
 
     def __init__(self, name: str, options: TwilioOptions, events: ChannelEvents) -> None:
-        self.name = self.hook_name = name
+        self._init_http(name)
         self.concurrency = options.concurrency
         self._opt = options
         self._events = events
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-        self._last_error: str | None = None
         self._url = options.base_url.rstrip("/") + api.messages_path(options.account_sid)
         user = options.api_key_sid or options.account_sid
         password = options.api_key_secret or options.auth_token
         self._auth = basic_auth(user, password)
 
-    async def start(self) -> None:
-        self._session = new_session(self._opt.request_timeout_s)
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def health(self) -> Health:
-        return Health(up=not self._closed, last_error=self._last_error)
-
     async def send(self, message: OutgoingMessage) -> SendReceipt:
-        if self._closed:
-            raise TransientError("channel closed", code="closed")
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        self._check_open()
+        session = await self._http()
         form = api.message_form(
             to=message.destination, body=message.text, sender=self._opt.from_number,
             service_sid=self._opt.messaging_service_sid,
             status_callback=self._hook_url("/status") if self._opt.status_callbacks else None)
         try:
-            answer = await fetch(self._session, "Twilio", "POST", self._url, data=form,
+            answer = await fetch(session, "Twilio", "POST", self._url, data=form,
                                  headers=self._auth)
             got = api.receipt(answer)
         except ChannelError as err:

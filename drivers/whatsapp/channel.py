@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Callable
 
-import aiohttp
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,13 +21,12 @@ from drivers.base import (
     ChannelError,
     ChannelEvents,
     ChannelKind,
-    Health,
     OutgoingMessage,
     PermanentError,
     SendReceipt,
     TransientError,
 )
-from drivers.http.common import fetch, new_session
+from drivers.http.common import HttpChannelBase, fetch
 from drivers.whatsapp import errors, payload, webhook
 
 log = structlog.get_logger("smsgw.whatsapp")
@@ -51,46 +49,28 @@ class WhatsAppOptions(BaseModel):
     concurrency: int = Field(16, ge=1)
 
 
-class WhatsAppChannel:
+class WhatsAppChannel(HttpChannelBase):
     kind: ChannelKind = "whatsapp"
 
     def __init__(self, name: str, options: WhatsAppOptions, events: ChannelEvents, *,
                  clock: Callable[[], float] = time.time) -> None:
-        self.name = self.hook_name = name
+        self._init_http(name)
         self.concurrency = options.concurrency
         self._opt = options
         self._events = events
         self._clock = clock
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-        self._last_error: str | None = None
         self._url = (f"{options.base_url.rstrip('/')}/{options.api_version}/"
                      f"{options.phone_number_id}/messages")
         self._headers = {"Authorization": f"Bearer {options.access_token}"}
 
-    async def start(self) -> None:
-        self._session = new_session(self._opt.request_timeout_s)
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def health(self) -> Health:
-        return Health(up=not self._closed, last_error=self._last_error)
-
     async def send(self, message: OutgoingMessage) -> SendReceipt:
-        if self._closed:
-            raise TransientError("channel closed", code="closed")
+        self._check_open()
         prepared = payload.prepare(message)
         if prepared.needs_open_window:
             await self._require_window(message.destination)
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        session = await self._http()
         try:
-            answer = await fetch(self._session, "WhatsApp", "POST", self._url,
+            answer = await fetch(session, "WhatsApp", "POST", self._url,
                                  json=prepared.body, headers=self._headers)
             if not 200 <= answer.status < 300:
                 raise errors.classify(answer)
