@@ -156,6 +156,25 @@ class Caller:
             self._session = None
 
 
+class SimulatorServer:
+    """What a provider simulator is from outside: a URL, start, close. The
+    subclass builds `server` (its routes) and `caller` (its callbacks)."""
+
+    server: LoopbackServer
+    caller: Caller
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def start(self) -> str:
+        return await self.server.start()
+
+    async def close(self) -> None:
+        await self.caller.close()
+        await self.server.close()
+
+
 def dumps(payload: Any) -> bytes:
     # Compact like most providers; signatures are over these exact bytes.
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

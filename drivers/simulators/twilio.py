@@ -31,7 +31,16 @@ from typing import Any
 from aiohttp import web
 
 from drivers.http.common import basic_credentials
-from drivers.http.simkit import Caller, Delivery, Fault, FaultScript, LoopbackServer
+from drivers.http.simkit import (
+    (,
+)
+    Caller,
+    Delivery,
+    Fault,
+    FaultScript,
+    LoopbackServer,
+    SimulatorServer,
+)
 from drivers.sms.segments import count_segments
 from drivers.twilio import signature
 
@@ -49,7 +58,7 @@ class Received:
         return next((v for k, v in self.form if k == name), None)
 
 
-class TwilioSimulator:
+class TwilioSimulator(SimulatorServer):
     def __init__(self, *, account_sid: str = "AC" + "0" * 32, auth_token: str = "sim-token",
                  inbound_url: str | None = None, status_delay_s: float = 0.02,
                  host: str = "127.0.0.1", port: int = 0) -> None:
@@ -68,17 +77,6 @@ class TwilioSimulator:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
         app.add_routes(control_routes(self))
         self.server = LoopbackServer(app, host=host, port=port)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    async def start(self) -> str:
-        return await self.server.start()
-
-    async def close(self) -> None:
-        await self.caller.close()
-        await self.server.close()
 
     # scripting ------------------------------------------------------------
     def outcome(self, to: str, status: str = "delivered", error_code: str | None = None) -> None:

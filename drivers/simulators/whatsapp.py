@@ -33,7 +33,17 @@ from typing import Any
 
 from aiohttp import web
 
-from drivers.http.simkit import Caller, Delivery, Fault, FaultScript, LoopbackServer, dumps
+from drivers.http.simkit import (
+    (,
+)
+    Caller,
+    Delivery,
+    Fault,
+    FaultScript,
+    LoopbackServer,
+    SimulatorServer,
+    dumps,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -65,7 +75,7 @@ class Outcome:
     read: bool = False  # after delivered, also read
 
 
-class WhatsAppSimulator:
+class WhatsAppSimulator(SimulatorServer):
     def __init__(self, *, access_token: str = "sim-token", app_secret: str = "sim-secret",
                  phone_number_id: str = "100000000000001",
                  display_phone_number: str = "15550000001", waba_id: str = "200000000000001",
@@ -89,17 +99,6 @@ class WhatsAppSimulator:
         app.router.add_post("/{version}/{number}/messages", self._send)
         app.add_routes(control_routes(self))
         self.server = LoopbackServer(app, host=host, port=port)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    async def start(self) -> str:
-        return await self.server.start()
-
-    async def close(self) -> None:
-        await self.caller.close()
-        await self.server.close()
 
     # scripting ------------------------------------------------------------
     def outcome(self, to: str, status: str = "delivered", error_code: int | None = None,
