@@ -32,8 +32,6 @@ from aiohttp import web
 
 from drivers.http.common import basic_credentials
 from drivers.http.simkit import (
-    (,
-)
     Caller,
     Delivery,
     Fault,

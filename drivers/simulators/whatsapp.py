@@ -34,8 +34,6 @@ from typing import Any
 from aiohttp import web
 
 from drivers.http.simkit import (
-    (,
-)
     Caller,
     Delivery,
     Fault,
