@@ -40,7 +40,6 @@ from harness import (  # noqa: E402
     Figure,
     Workdir,
     _toml,
-    free_port,
     log,
     table,
 )
@@ -181,9 +180,10 @@ def prefill(url: str, rows: int) -> None:
     for start in range(0, rows, 50_000):
         pg(url, "INSERT INTO sms_spool (tenant, campaign, destination, message, priority, "
                 "state, note, kind, segments, encoding, created_at, updated_at) "
-                "SELECT 1, 1, '+5989' || lpad((g % 10000000)::text, 7, '0'), "
+                "SELECT 1, 1, '+59898' || lpad((g % 1000000)::text, 6, '0'), "
                 "'Bench dispatch ' || g || ' your code is ' || (g % 1000000) || ' ok', 0, 1, "
-                "'accepted', 'sms', 1, 'gsm7', $3, $3 FROM generate_series($1, $2) g",
+                "'accepted', 'sms', 1, 'gsm7', $3, $3 "
+                "FROM generate_series($1::bigint, $2::bigint) g",
            start + 1, min(rows, start + 50_000), now)
     pg(url, "ANALYZE sms_spool")
 

@@ -31,7 +31,7 @@ NODES = ("n1", "n2", "n3")
 TOTAL = 30_000
 LEGACY = "/Integra/resources/SMS/SendSMS"
 CONCURRENCY_PER_CHANNEL = 4
-LEASE_S = 5.0
+LEASE_S = 8.0
 
 
 @pytest.fixture
@@ -41,8 +41,10 @@ def backend() -> str:
 
 def node_config(tmp: Path, node: str, url: str) -> tuple[Path, int]:
     port = free_port()
-    channels = [{"name": f"{node}-{x}", "driver": "loopback", "cost": 0.1, "latency_ms": 1,
-                 "latency_jitter_ms": 2, "concurrency": CONCURRENCY_PER_CHANNEL,
+    # A few milliseconds per send keep some rows in flight on every daemon
+    # at any moment, so the one killed leaves leases behind.
+    channels = [{"name": f"{node}-{x}", "driver": "loopback", "cost": 0.1, "latency_ms": 5,
+                 "latency_jitter_ms": 5, "concurrency": CONCURRENCY_PER_CHANNEL,
                  "delivery_reports": False, "record_path": str(tmp / f"sent-{node}.jsonl")}
                 for x in ("a", "b")]
     raw = {
@@ -80,14 +82,14 @@ class Client:
         for n in numbers:
             while True:
                 url = self.alive[n % len(self.alive)]
-                form = {"destination": f"+5989{n:07d}", "message": f"c{n}",
+                form = {"destination": f"+59898{n:06d}", "message": f"c{n}",
                         "campaign": "default"}
                 try:
                     async with session.post(url + LEGACY, data=form) as r:
                         if r.status == 200:
                             self.acked[n] = (await r.json())["id"]
                             break
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 # The daemon died under the request (the test killed it):
                 # send again elsewhere; the first may or may not be stored.
@@ -124,6 +126,11 @@ async def _run(tmp: Path, url: str, daemons: dict[str, Daemon]) -> None:
         while sum(sum(sends(r).values()) for r in records.values()) < TOTAL // 3:
             await asyncio.sleep(0.05)
             assert time.monotonic() - began < 90, "the cluster does not send"
+        for _ in range(1000):  # the moment n3 holds leases (nearly always)
+            if pgdb.query(url, "SELECT count(*) FROM sms_spool WHERE state = 2 "
+                               "AND claimed_by = 'n3'")[0][0]:
+                break
+            await asyncio.sleep(0)
         offsets = {node: r.stat().st_size for node, r in records.items()}
         killed_at = time.monotonic() - began
         assert daemons["n3"].kill(signal.SIGKILL) == -signal.SIGKILL

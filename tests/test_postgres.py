@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from spool import migrations, open_store
-from spool.base import NewMessage, SchemaTooNew, Sent, State, StoreError
+from spool.base import ImportProgress, NewMessage, SchemaTooNew, Sent, State, StoreError
 from tests import pgdb
-
 
 
 @pytest.fixture
@@ -159,6 +158,25 @@ async def test_one_idempotency_key_sent_by_two_nodes_at_once_is_one_message(
         assert [a.duplicate or b.duplicate for a, b in zip(first, second, strict=True)] \
             == [True] * 50
         assert pgdb.query(storage_url, "SELECT count(*) FROM sms_spool")[0][0] == 50
+    finally:
+        await close(nodes)
+
+
+async def test_one_file_is_imported_by_one_node(storage_url: str) -> None:
+    """Two daemons watching one folder: the second one's batch of lines the
+    first already committed is refused, and nothing is stored twice."""
+    nodes = await stores(storage_url, 2)
+    try:
+        first = ImportProgress("spool:big.csv", 2000, False, 2000)
+        results = await asyncio.gather(
+            *(s.insert_messages(batch(2000), import_progress=first) for s in nodes),
+            return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["Conflict", "list"]
+        await nodes[1].insert_messages(batch(10, 2000), import_progress=ImportProgress(
+            "spool:big.csv", 2010, False, 2010))  # the next lines are still welcome
+        await nodes[0].insert_messages([], import_progress=ImportProgress(
+            "spool:big.csv", 2010, False, 2010))  # and so is a last, empty commit
+        assert pgdb.query(storage_url, "SELECT count(*) FROM sms_spool")[0][0] == 2010
     finally:
         await close(nodes)
 

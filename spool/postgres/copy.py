@@ -22,6 +22,7 @@ import asyncpg
 
 from spool.base import StoreError
 from spool.postgres.db import PgDb
+from spool.postgres.journeys import LINK_STEP_S
 
 # Bookkeeping that each side keeps for itself, never copied.
 _OWN = {"schema_migrations", "sqlite_sequence", "spool_deltas"}
@@ -97,7 +98,12 @@ class SqliteSource:
     async def batches(self, table: str, columns: list[str],
                       size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
         cols = ", ".join(f'"{c}"' for c in columns)
-        cursor = await self.conn.execute(f'SELECT {cols} FROM "{table}"')
+        found = await self.conn.execute_fetchall(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        ddl = next(iter(found))[0] or ""
+        # Rows in the order they were written, where SQLite keeps one.
+        order = "" if "WITHOUT ROWID" in ddl.upper() else " ORDER BY rowid"
+        cursor = await self.conn.execute(f'SELECT {cols} FROM "{table}"{order}')
         try:
             while batch := await cursor.fetchmany(size):
                 yield [tuple(r) for r in batch]
@@ -125,7 +131,7 @@ async def copy_sqlite_to_postgres(source_path: str | Path, target_url: str, *,
 
 async def _copy_all(source: SqliteSource, conn: asyncpg.Connection, batch_rows: int,
                     progress: Progress) -> list[Copied]:
-    tables = await source.tables()
+    tables = await _parents_first(conn, await source.tables())
     targets = await _target_columns(conn)
     missing = sorted(set(tables) - set(targets))
     if missing:
@@ -144,8 +150,30 @@ async def _copy_all(source: SqliteSource, conn: asyncpg.Connection, batch_rows: 
     used = await source.sequences()
     for table in tables:
         await conn.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER USER')
-        await _advance_identity(conn, table, used.get(table, 0))
+        if "id" in targets[table]:
+            await _advance_identity(conn, table, used.get(table, 0))
     return done
+
+
+async def _parents_first(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """Referenced tables before the tables whose foreign keys point at them."""
+    found = await conn.fetch(
+        "SELECT c.relname AS child, p.relname AS parent FROM pg_constraint k "
+        "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid "
+        "WHERE k.contype = 'f' AND k.connamespace = current_schema()::regnamespace")
+    parents: dict[str, set[str]] = {}
+    for r in found:
+        parents.setdefault(r["child"], set()).add(r["parent"])
+    ordered: list[str] = []
+
+    def visit(table: str) -> None:
+        if table not in ordered:
+            for parent in sorted(parents.get(table, ())):
+                visit(parent)
+            ordered.append(table)
+    for table in tables:
+        visit(table)
+    return [t for t in ordered if t in tables]
 
 
 async def _target_columns(conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
@@ -175,44 +203,75 @@ async def _copy_table(source: SqliteSource, conn: asyncpg.Connection, table: str
     if unknown:
         raise CopyError(f"{table}: columns missing in the target: {', '.join(unknown)}")
     convert = [_converter(table, c, types[c]) for c in columns]
+    adjust = _ADJUST.get(table, _as_is)(columns)
     total = 0
     async for batch in source.batches(table, columns, batch_rows):
-        records = [tuple(fn(v) for fn, v in zip(convert, row, strict=True)) for row in batch]
+        records = [adjust(tuple(fn(v) for fn, v in zip(convert, row, strict=True)))
+                   for row in batch]
         await conn.copy_records_to_table(table, records=records, columns=columns)
         total += len(records)
     return total
 
 
+def _stagger_links(columns: list[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """SQLite keeps a journey's URLs in text order by rowid; PostgreSQL by
+    created_at, one LINK_STEP_S apart (spool/postgres/journeys.py)."""
+    journey, created = columns.index("journey"), columns.index("created_at")
+    seen: dict[int, int] = {}
+
+    def adjust(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        k = seen[row[journey]] = seen.get(row[journey], -1) + 1
+        out = list(row)
+        out[created] = row[created] + k * LINK_STEP_S
+        return tuple(out)
+    return adjust
+
+
+def _as_is(columns: list[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    return lambda row: row
+
+
+_ADJUST = {"links": _stagger_links}
+
+
 def _converter(table: str, column: str, data_type: str) -> Callable[[Any], Any]:
     """SQLite's loose typing, made to fit a PostgreSQL column, or an error."""
-    def to_int(v: Any) -> Any:
-        if v is None or type(v) is int:
-            return v
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, str) and v.lstrip("-").isdigit():
-            return int(v)
-        raise CopyError(f"{table}.{column}: {v!r} is not an integer")
-
-    def to_float(v: Any) -> Any:
-        if v is None or type(v) is float:
-            return v
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            raise CopyError(f"{table}.{column}: {v!r} is not a number") from None
-
-    def to_text(v: Any) -> Any:
-        if v is None or type(v) is str:
-            return v
-        if isinstance(v, bytes):
-            raise CopyError(f"{table}.{column}: binary value where text was expected")
-        return str(v)
+    fit: Callable[[Any], Any]
     if data_type in ("bigint", "integer", "smallint"):
-        return to_int
-    if data_type in ("double precision", "real", "numeric"):
-        return to_float
-    return to_text
+        fit = _to_int
+    elif data_type in ("double precision", "real", "numeric"):
+        fit = _to_float
+    else:
+        fit = _to_text
+
+    def convert(v: Any) -> Any:
+        try:
+            return None if v is None else fit(v)
+        except (TypeError, ValueError):
+            raise CopyError(f"{table}.{column}: {v!r} does not fit {data_type}") from None
+    return convert
+
+
+def _to_int(v: Any) -> int:
+    if type(v) is int:
+        return v
+    if isinstance(v, float) and not v.is_integer():
+        raise ValueError(v)  # a fraction would be lost
+    if isinstance(v, bytes):
+        raise TypeError(v)
+    return int(v)
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, bytes):
+        raise TypeError(v)
+    return float(v)
+
+
+def _to_text(v: Any) -> str:
+    if isinstance(v, bytes):
+        raise TypeError(v)
+    return v if type(v) is str else str(v)
 
 
 async def _verify(source: SqliteSource, conn: asyncpg.Connection, done: list[Copied]) -> None:

@@ -98,23 +98,29 @@ class PgDb:
             await asyncio.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
 
+    # Single statements run without BEGIN/COMMIT around them: one round trip,
+    # and a statement is atomic on its own. Retried like `run()`.
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        try:
-            return await self.pool.fetch(sql, *args)
-        except DB_ERRORS as err:
-            raise StoreError(f"database error: {err}") from err
+        return await self._single(self.pool.fetch, sql, args)
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        try:
-            return await self.pool.fetchrow(sql, *args)
-        except DB_ERRORS as err:
-            raise StoreError(f"database error: {err}") from err
+        return await self._single(self.pool.fetchrow, sql, args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        try:
-            return await self.pool.fetchval(sql, *args)
-        except DB_ERRORS as err:
-            raise StoreError(f"database error: {err}") from err
+        return await self._single(self.pool.fetchval, sql, args)
+
+    async def _single(self, call: Callable[..., Awaitable[T]], sql: str,
+                      args: tuple[Any, ...]) -> T:
+        for attempt in range(1, _TRIES + 1):
+            try:
+                return await call(sql, *args)
+            except _RETRIED as err:
+                if attempt == _TRIES:
+                    raise StoreError(f"database error: {err}") from err
+            except DB_ERRORS as err:
+                raise StoreError(f"database error: {err}") from err
+            await asyncio.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction. Daemons

@@ -73,7 +73,10 @@ _BLOCKED = (
     "WHERE s.id = v.id AND s.state = 2")
 _REPORTED = (
     "UPDATE sms_spool s SET state = v.state, delivered_at = v.delivered_at, error = v.error, "
-    "error_code = v.code, note = v.note, updated_at = v.at FROM unnest($1::text[], $2::text[], "
+    "error_code = v.code, note = v.note, updated_at = v.at, "
+    # WhatsApp bills delivered messages only: a failed one costs nothing.
+    "cost = CASE WHEN v.state = 6 AND s.kind = 'whatsapp' THEN 0 ELSE s.cost END "
+    "FROM unnest($1::text[], $2::text[], "
     "$3::int[], $4::float8[], $5::text[], $6::text[], $7::float8[], $8::text[]) "
     "AS v(ref, channel, state, delivered_at, error, note, at, code) "
     "WHERE s.provider_ref = v.ref AND s.channel = v.channel AND s.state IN (4, 9)")
@@ -86,8 +89,7 @@ class DispatchMixin:
                     campaigns: Sequence[int]) -> list[Claimed]:
         if not campaigns or limit <= 0:
             return []
-        found = await self.db.run(_fetch, _CLAIM, node, lease_until, now, list(campaigns),
-                                  limit)
+        found = await self.db.fetch(_CLAIM, node, lease_until, now, list(campaigns), limit)
         ordered = sorted(found, key=lambda r: (-r["priority"], r["id"]))
         return [rows.claimed(r) for r in ordered]
 
@@ -95,11 +97,11 @@ class DispatchMixin:
         if not started:
             return
         ordered = sorted(started)
-        await self.db.run(
-            _fetch, "UPDATE sms_spool s SET started_at = $1, channel = v.channel "
-                    "FROM unnest($2::bigint[], $3::text[]) AS v(id, channel) "
-                    "WHERE s.id = v.id AND s.state = 2",
-            now, [i for i, _ in ordered], [c for _, c in ordered])
+        await self.db.fetch(
+            "UPDATE sms_spool s SET started_at = $1, channel = v.channel "
+            "FROM unnest($2::bigint[], $3::text[]) AS v(id, channel) "
+            "WHERE s.id = v.id AND s.state = 2", now, [i for i, _ in ordered],
+            [c for _, c in ordered])
 
     async def record(self, outcomes: Sequence[Outcome], now: float) -> None:
         if outcomes:
@@ -112,14 +114,12 @@ class DispatchMixin:
         return await self.db.run(_record_reports, reports)
 
     async def renew_leases(self, node: str, lease_until: float) -> int:
-        return await self.db.run(_renew, node, lease_until)
+        return len(await self.db.fetch(
+            "UPDATE sms_spool SET claim_until = $1 WHERE state = 2 AND claimed_by = $2 "
+            "RETURNING 1", lease_until, node))
 
     async def recover(self, now: float, *, node: str | None = None) -> Recovered:
         return await self.db.run(_recover, now, node)
-
-
-async def _fetch(conn: asyncpg.Connection, sql: str, *args: object) -> list[asyncpg.Record]:
-    return await conn.fetch(sql, *args)
 
 
 async def _record(conn: asyncpg.Connection, outcomes: list[Outcome], now: float) -> None:
@@ -174,12 +174,6 @@ async def _record_reports(conn: asyncpg.Connection, reports: Sequence[Report]) -
         if (r.provider_ref, r.channel) not in known and not await _part_report(conn, r):
             unmatched.append(r)
     return unmatched
-
-
-async def _renew(conn: asyncpg.Connection, node: str, lease_until: float) -> int:
-    return affected(await conn.execute(
-        "UPDATE sms_spool SET claim_until = $1 WHERE state = 2 AND claimed_by = $2",
-        lease_until, node))
 
 
 async def _recover(conn: asyncpg.Connection, now: float, node: str | None) -> Recovered:

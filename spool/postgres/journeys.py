@@ -20,7 +20,6 @@ from spool.base import (
     Click,
     Conflict,
     CostLine,
-    Fallback,
     Journey,
     JourneyStep,
     LinkTarget,
@@ -93,10 +92,11 @@ class JourneysMixin:
         return [rows.message(r) for r in found]
 
     async def journey_clicks(self, journey_id: int) -> tuple[int, int]:
-        human, bot = await self.db.fetchrow(
+        found = await self.db.fetchrow(
             "SELECT count(*) FILTER (WHERE bot = 0), count(*) FILTER (WHERE bot = 1) FROM clicks "
             "WHERE journey = $1", journey_id)
-        return int(human), int(bot)
+        assert found is not None  # an aggregate always answers one row
+        return int(found[0]), int(found[1])
 
     async def cancel_journey(self, tenant: int, journey_id: int, note: str) -> Journey:
         await self.get_journey(tenant, journey_id)
@@ -105,38 +105,6 @@ class JourneysMixin:
         if not cancelled:
             raise Conflict(f"journey {journey_id} is {journey.state}; cannot cancel it")
         return journey
-
-    async def fallbacks(self, state: str, limit: int) -> list[Fallback]:
-        found = await self.db.fetch(
-            "SELECT * FROM wa_fallbacks WHERE state = $1 ORDER BY created_at LIMIT $2",
-            state, limit)
-        return [_fallback(r) for r in found]
-
-    async def fallback_for(self, destination: str, now: float) -> Fallback | None:
-        r = await self.db.fetchrow(
-            "SELECT * FROM wa_fallbacks WHERE state = 'ASKED' AND destination = $1 "
-            "AND until > $2 ORDER BY created_at DESC LIMIT 1", destination, now)
-        return None if r is None else _fallback(r)
-
-    async def set_fallback(self, message_id: int, state: str, now: float, *,
-                           utility_id: int | None = None, until: float | None = None,
-                           session_ids: Sequence[int] = ()) -> bool:
-        expected = {"ASKED": "PENDING", "SKIPPED": "PENDING", "ANSWERED": "ASKED",
-                    "EXPIRED": "ASKED"}[state]
-        # The state guard makes two daemons acting on one fallback take turns:
-        # the second finds it moved on and is told so.
-        changed = await self.db.fetch(
-            "UPDATE wa_fallbacks SET state = $1, updated_at = $2, "
-            "utility_id = coalesce($3, utility_id), until = coalesce($4, until), "
-            "session_ids = coalesce($5, session_ids) WHERE message_id = $6 AND state = $7 "
-            "RETURNING 1", state, now, utility_id, until,
-            json.dumps(list(session_ids)) if session_ids else None, message_id, expected)
-        return bool(changed)
-
-    async def expire_fallbacks(self, now: float) -> int:
-        return len(await self.db.fetch(
-            "UPDATE wa_fallbacks SET state = 'EXPIRED', updated_at = $1 "
-            "WHERE state = 'ASKED' AND until <= $1 RETURNING 1", now))
 
     async def cost_report(self, tenant: int, campaign: int | None, since: float | None,
                           until: float | None) -> list[CostLine]:
@@ -149,12 +117,6 @@ class JourneysMixin:
         return [CostLine(r[0], r[1], r[2], round(r[3] or 0.0, 6)) for r in found]
 
 
-def _fallback(r: asyncpg.Record) -> Fallback:
-    return Fallback(message_id=r["message_id"], tenant=r["tenant"], campaign=r["campaign"],
-                    destination=r["destination"], state=r["state"], error_code=r["error_code"],
-                    until=r["until"], utility_id=r["utility_id"])
-
-
 async def _record_clicks(conn: asyncpg.Connection, clicks: Sequence[Click]) -> list[int]:
     await conn.execute(
         "INSERT INTO clicks (code, journey, at, method, ip, user_agent, bot) "
@@ -163,11 +125,16 @@ async def _record_clicks(conn: asyncpg.Connection, clicks: Sequence[Click]) -> l
         [c.code for c in clicks], [c.journey for c in clicks], [c.at for c in clicks],
         [c.method for c in clicks], [c.ip for c in clicks], [c.user_agent for c in clicks],
         [int(c.bot) for c in clicks])
-    ended = []
+    # Only a journey's first human click changes anything: look up the
+    # distinct journeys still open once per batch, not once per click.
+    first: dict[int, Click] = {}
     for click in clicks:
-        if not click.bot and await _clicked(conn, click):
-            ended.append(click.journey)
-    return ended
+        if not click.bot:
+            first.setdefault(click.journey, click)
+    still_open = await conn.fetch(
+        "SELECT id FROM journeys WHERE id = ANY($1::bigint[]) "
+        "AND state IN ('ACTIVE', 'ESCALATED') ORDER BY id", list(first))
+    return [r[0] for r in still_open if await _clicked(conn, first[r[0]])]
 
 
 async def _clicked(conn: asyncpg.Connection, click: Click) -> bool:

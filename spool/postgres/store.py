@@ -29,6 +29,7 @@ from spool.postgres.admin import AdminMixin, save_progress
 from spool.postgres.conversations import ConversationsMixin
 from spool.postgres.db import PgDb, lock_sql
 from spool.postgres.dispatch import DispatchMixin
+from spool.postgres.fallbacks import FallbacksMixin
 from spool.postgres.journeys import JourneysMixin, insert_rows
 from spool.postgres.outbox import OutboxMixin
 
@@ -52,7 +53,8 @@ _FOLD = (
     "  ON CONFLICT (campaign) DO UPDATE SET cost = campaign_costs.cost + excluded.cost")
 
 
-class PostgresStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin, DispatchMixin):
+class PostgresStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin,
+                    FallbacksMixin, DispatchMixin):
     def __init__(self, url: str, *, pool_size: int = 10, synchronous: str = "full",
                  **_: object) -> None:
         self.db = PgDb(url, pool_size=pool_size, synchronous=synchronous)
@@ -165,6 +167,8 @@ class PostgresStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin, 
 
 async def _insert(conn: asyncpg.Connection, messages: Sequence[NewMessage],
                   progress: ImportProgress | None, now: float) -> list[Inserted]:
+    if progress is not None and messages:
+        await _own_lines(conn, progress)
     known = await _known_keys(conn, messages)
     fresh = _fresh(messages, known)
     ids = await insert_rows(conn, [messages[i] for i in fresh], now)
@@ -211,6 +215,17 @@ async def _known_keys(conn: asyncpg.Connection, messages: Sequence[NewMessage]
         "ON s.tenant = k.tenant AND s.idempotency_key = k.key",
         [t for t, _ in keyed], [k for _, k in keyed])
     return {(r[0], r[1]): (r[2], State(r[3])) for r in found}
+
+
+async def _own_lines(conn: asyncpg.Connection, progress: ImportProgress) -> None:
+    """Two daemons watching one folder must not both import a file: rows
+    up to a line already committed by the other are refused."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('smsgw:import:' "
+                       "|| current_schema() || ':' || $1, 0))", progress.key)
+    row = await conn.fetchrow("SELECT line, done FROM imports WHERE key = $1", progress.key)
+    if row is not None and (row["done"] or row["line"] >= progress.line):
+        raise Conflict(f"import {progress.key!r} is at line {row['line']} already "
+                       f"(another daemon is importing it)")
 
 
 async def _fold(conn: asyncpg.Connection) -> None:
