@@ -54,7 +54,8 @@ class App:
         self.notifier = notifier or Notifier()
         self.store: Store = open_store(settings.storage.url,
                                        synchronous=settings.storage.synchronous,
-                                       busy_timeout_ms=settings.storage.busy_timeout_ms)
+                                       busy_timeout_ms=settings.storage.busy_timeout_ms,
+                                       pool_size=settings.storage.pool_size)
         self.events = ChannelEvents()
         self.channels: list[tuple[Channel, int]] = []
         self.services: Services | None = None

@@ -22,7 +22,7 @@ import structlog
 
 from gateway.intake import Submission
 from gateway.services import Services
-from spool.base import ImportProgress, NewMessage, State
+from spool.base import Conflict, ImportProgress, NewMessage, State
 from spool.csvfile import CsvRow, CsvRowError, read_message_rows
 from spool.folder import SpoolFolder
 
@@ -209,6 +209,10 @@ class SpoolFolderImporter:
         log.info("import.started", file=path.name, key=key)
         try:
             summary = await importer.run(path, key, errors_to=self.folder.errors_part(path))
+        except Conflict as err:
+            # Another daemon watching the same folder owns this file's lines.
+            log.info("import.owned_elsewhere", file=path.name, reason=str(err))
+            return
         except (OSError, UnicodeError, ValueError) as err:
             # A file we cannot read at all: after three tries it goes to failed/.
             count = self._failures[key] = self._failures.get(key, 0) + 1

@@ -46,7 +46,8 @@ def offline_router(settings: Settings) -> Router:
 @asynccontextmanager
 async def opened_store(settings: Settings) -> AsyncIterator[Store]:
     store = open_store(settings.storage.url, synchronous=settings.storage.synchronous,
-                       busy_timeout_ms=settings.storage.busy_timeout_ms)
+                       busy_timeout_ms=settings.storage.busy_timeout_ms,
+                       pool_size=settings.storage.pool_size)
     await store.open()
     try:
         yield store
