@@ -80,6 +80,16 @@ class Fallback:
 
 
 @dataclass(frozen=True, slots=True)
+class RecentClick:
+    at: float
+    journey: int
+    campaign: int
+    destination: str
+    url: str
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class CostLine:
     campaign: int
     kind: str
@@ -459,6 +469,10 @@ class Store(Protocol):
     async def advance_journeys(self, steps: Sequence[JourneyStep], now: float) -> int: ...
     async def get_journey(self, tenant: int | None, journey_id: int) -> Journey: ...
     async def journey_messages(self, journey_id: int) -> list[Message]: ...
+    async def clicked_by_campaign(self, tenant: int | None) -> dict[int, int]:
+        """Journeys ended by a human click, per campaign (tenant None: all)."""
+        ...
+    async def recent_clicks(self, tenant: int | None, limit: int) -> list[RecentClick]: ...
     async def journey_clicks(self, journey_id: int) -> tuple[int, int]:
         """(human, bot) visits of the journey's links."""
         ...

@@ -237,3 +237,21 @@ async def test_end_to_end_in_real_seconds(make_gateway, receiver) -> None:
         "+59898344411": 1, "+59898344412": 1}
     assert [r["clicks"] for r in results] == [{"human": 1, "bot": 1}, {"human": 1, "bot": 0},
                                               {"human": 0, "bot": 0}]
+
+
+async def test_stats_count_clicked_journeys_and_list_recent_clicks(make_gateway) -> None:
+    gw = await smart_gateway(make_gateway)
+    mid = await send(gw, "098344431", "Oferta https://shop.example/s")
+    j = await until(gw, mid, lambda j: sent_steps(j) == 1)
+    await click(gw, j["links"][0]["short_url"], IMESSAGE_PREVIEW)
+    await click(gw, j["links"][0]["short_url"])
+    await until(gw, mid, lambda j: j["state"] == "CLICKED")
+    async with gw.session.get(f"{gw.url}/api/v1/stats", headers=gw.headers()) as r:
+        stats = await r.json()
+    [default] = [c for c in stats["campaigns"] if c["name"] == "default"]
+    assert default["clicked"] == 1
+    [recent] = stats["recent_clicks"]
+    assert (recent["destination"], recent["url"], recent["user_agent"]) == (
+        "+59898344431", "https://shop.example/s", HUMAN)
+    async with gw.session.get(f"{gw.url}/api/v1/stats", headers=gw.headers(gw.other_key)) as r:
+        assert (await r.json())["recent_clicks"] == []

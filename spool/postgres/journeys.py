@@ -26,6 +26,7 @@ from spool.base import (
     Message,
     NewMessage,
     NotFound,
+    RecentClick,
     State,
 )
 from spool.postgres.admin import affected
@@ -90,6 +91,24 @@ class JourneysMixin:
         found = await self.db.fetch(
             "SELECT * FROM sms_spool WHERE journey_id = $1 ORDER BY id", journey_id)
         return [rows.message(r) for r in found]
+
+    async def clicked_by_campaign(self, tenant: int | None) -> dict[int, int]:
+        sql = "SELECT campaign, count(*) FROM journeys WHERE state = 'CLICKED'"
+        args: tuple[object, ...] = ()
+        if tenant is not None:
+            sql, args = sql + " AND tenant = $1", (tenant,)
+        found = await self.db.fetch(sql + " GROUP BY campaign", *args)
+        return {r[0]: int(r[1]) for r in found}
+
+    async def recent_clicks(self, tenant: int | None, limit: int) -> list[RecentClick]:
+        sql = ("SELECT c.at, c.journey, j.campaign, j.destination, l.url, c.user_agent "
+               "FROM clicks c JOIN journeys j ON j.id = c.journey JOIN links l ON l.code = c.code "
+               "WHERE c.bot = 0")
+        args: tuple[object, ...] = ()
+        if tenant is not None:
+            sql, args = sql + " AND j.tenant = $2", (tenant,)
+        found = await self.db.fetch(sql + " ORDER BY c.id DESC LIMIT $1", limit, *args)
+        return [RecentClick(*r) for r in found]
 
     async def journey_clicks(self, journey_id: int) -> tuple[int, int]:
         found = await self.db.fetchrow(
