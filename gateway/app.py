@@ -27,7 +27,7 @@ from gateway.api.http import build_app
 from gateway.auth import Authenticator, OpenNetworks, RateLimiter
 from gateway.campaigns import CampaignBook
 from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
-from gateway.dispatcher import Dispatcher, StartMarks
+from gateway.dispatcher import Dispatcher
 from gateway.fallback import FallbackWorker
 from gateway.importer import SpoolFolderImporter
 from gateway.inbound import InboundHandler
@@ -103,10 +103,9 @@ class App:
         monitor = Monitor(clock=self.clock)
         recorder = Recorder(self.store, clock=self.clock, on_recorded=monitor.recorded,
                             flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
-        marks = StartMarks(self.store, self.clock)
         self.channels = self._build_channels()
         runners = [ChannelRunner(channel, s.channels[index], s.dispatcher,
-                                 mark_started=monitor.timed(marks.mark),
+                                 mark_started=monitor.timed(recorder.mark_started),
                                  sink=recorder.commit, clock=self.clock)
                    for channel, index in self.channels]
         await self._preload_daily_counts(runners)
@@ -140,13 +139,12 @@ class App:
             clicks=clicks, miss_limiter=MissLimiter(), monitor=monitor,
             limiter=RateLimiter(s.server.rate_limit_per_s, s.server.rate_limit_burst))
         self.services = services
-        return _Parts(services, router, dispatcher, intake, recorder, marks, webhooks, campaigns,
+        return _Parts(services, router, dispatcher, intake, recorder, webhooks, campaigns,
                       scheduler, fallbacks)
 
     def _start_loops(self, sup: _Supervisor, p: _Parts) -> None:
         sup.start("recorder", p.recorder.run)
         sup.start("intake", p.intake.run)
-        sup.start("started-marks", p.marks.commit.run)
         for runner in p.router.runners.values():
             sup.start(f"channel:{runner.name}", runner.run)
         sup.start("dispatcher", p.dispatcher.run)
@@ -219,7 +217,6 @@ class _Parts:
     dispatcher: Dispatcher
     intake: Intake
     recorder: Recorder
-    marks: StartMarks
     webhooks: WebhookSender
     campaigns: CampaignBook
     scheduler: JourneyScheduler

@@ -2,8 +2,8 @@
 
 Claims take only what the channels can start soon, so a lease never waits
 long behind a slow modem. Just before a channel is asked to send, the row
-gets `started_at` (group-committed with its neighbours); that mark is what
-tells recovery whether a crashed send may have gone out.
+gets `started_at` (through the recorder, committed with its neighbours);
+that mark is what tells recovery whether a crashed send may have gone out.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import structlog
 
-from gateway.batching import GroupCommit
 from gateway.campaigns import CampaignBook
 from gateway.recorder import Recorder
 from gateway.router import Router
@@ -25,23 +24,6 @@ from spool.base import Blocked, Claimed, Retry, Store
 log = structlog.get_logger("smsgw.dispatcher")
 
 NO_CHANNEL_RETRY_S = 5.0
-
-
-class StartMarks:
-    """`started_at` marks, group-committed: a send waits for its own mark."""
-
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._clock = clock
-        self.commit: GroupCommit[tuple[int, str], None] = GroupCommit(
-            "started", self._flush, max_items=2000)
-
-    async def mark(self, message_id: int, channel: str) -> None:
-        await self.commit.submit((message_id, channel))
-
-    async def _flush(self, items: list[tuple[int, str]]) -> list[None]:
-        await self._store.mark_started(items, self._clock())
-        return [None] * len(items)
 
 
 class Dispatcher:
@@ -69,20 +51,34 @@ class Dispatcher:
 
     async def run(self) -> None:
         poll_s = self._policy.poll_interval_ms / 1000
-        while self._claiming:
-            free = min(self._router.free_capacity(),
-                       self._policy.max_in_flight - self._router.in_flight())
-            if free <= 0:
-                await _wait(self._router.capacity_changed, poll_s)
-                continue
-            await self._campaigns.fresh()
-            now = self._clock()
-            batch = await self._claim(free, now)
-            if not batch:
-                await _wait(self._wake, self._pacer.wait_s(now, poll_s))
-                continue
-            self.claimed_total += len(batch)
-            await self._dispatch(batch)
+        handing: asyncio.Task[None] | None = None  # the previous batch, being handed out
+        in_hand = 0
+        try:
+            while self._claiming:
+                free = min(self._router.free_capacity() - in_hand,
+                           self._policy.max_in_flight - self._router.in_flight() - in_hand)
+                if free <= 0:
+                    if handing is not None:
+                        await handing
+                        handing, in_hand = None, 0
+                        continue
+                    await _wait(self._router.capacity_changed, poll_s)
+                    continue
+                await self._campaigns.fresh()
+                now = self._clock()
+                batch = await self._claim(free, now)
+                if handing is not None:  # its blacklist check ran beside this claim
+                    await handing
+                    handing, in_hand = None, 0
+                if not batch:
+                    await _wait(self._wake, self._pacer.wait_s(now, poll_s))
+                    continue
+                self.claimed_total += len(batch)
+                handing = asyncio.create_task(self._dispatch(batch), name="dispatch-batch")
+                in_hand = len(batch)
+        finally:
+            if handing is not None:
+                await handing
 
     async def _claim(self, free: int, now: float) -> list[Claimed]:
         """Unpaced campaigns in one claim; each paced campaign whose slot is

@@ -1,9 +1,13 @@
-"""Results and delivery reports, recorded in batches.
+"""The dispatcher's journal: start marks, results and delivery reports,
+written in batches.
 
-Sends finish one by one; their outcomes are written a batch at a time. An
-outcome not yet written when the process dies leaves its row in SENDING
-with `started_at` set, which recovery turns into UNCONFIRMED: the crash can
-only cost certainty about what was in flight, never a message.
+Just before a channel is asked to send, the row gets `started_at`; when the
+channel answers, the outcome is written. Both kinds share one transaction
+per cycle (whatever queued while the previous commit ran), so the hot path
+costs one commit per batch, not two. An outcome not yet written when the
+process dies leaves its row in SENDING with `started_at` set, which
+recovery turns into UNCONFIRMED: a crash can only cost certainty about what
+was in flight, never a message.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Recorder:
         self._on_recorded = on_recorded
         self._outcomes: list[Outcome] = []
         self._waiters: list[asyncio.Future[None] | None] = []
+        self._started: list[tuple[int, str]] = []
+        self._started_waiters: list[asyncio.Future[None]] = []
         self._reports: list[tuple[float, Report]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -45,6 +51,14 @@ class Recorder:
         self._waiters.append(None)
         self._idle.clear()
         self._wake.set()
+
+    async def mark_started(self, message_id: int, channel: str) -> None:
+        """Durably note that `channel` is about to be asked to send the row."""
+        fut = asyncio.get_running_loop().create_future()
+        self._started.append((message_id, channel))
+        self._started_waiters.append(fut)
+        self._wake.set()
+        await fut
 
     async def commit(self, outcome: Outcome) -> None:
         """Record and wait until it is durable. A channel slot is freed only
@@ -93,14 +107,18 @@ class Recorder:
     async def flush(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         waiters, self._waiters = self._waiters, []
+        started, self._started = self._started, []
+        started_waiters, self._started_waiters = self._started_waiters, []
         try:
-            if outcomes:
-                await self._store.record(outcomes, self._clock())
+            if outcomes or started:
+                await self._store.record(outcomes, self._clock(), started=started)
         except BaseException:
             self._outcomes[:0] = outcomes
             self._waiters[:0] = waiters
+            self._started[:0] = started
+            self._started_waiters[:0] = started_waiters
             raise
-        for fut in waiters:
+        for fut in [*waiters, *started_waiters]:
             if fut is not None and not fut.done():
                 fut.set_result(None)
         if outcomes:
@@ -135,7 +153,7 @@ class Recorder:
     async def drain(self, timeout_s: float) -> None:
         self._wake.set()
         async with asyncio.timeout(timeout_s):
-            while self._outcomes:
+            while self._outcomes or self._started:
                 await self.flush()
 
 

@@ -82,7 +82,7 @@ class DispatcherSettings(_Section):
     retry_base_s: float = Field(5.0, gt=0)
     retry_max_s: float = Field(900.0, gt=0)
     shutdown_grace_s: float = Field(10.0, ge=0)
-    flush_interval_ms: int = Field(5, ge=0)
+    flush_interval_ms: int = Field(1, ge=0)
     max_in_flight: int = Field(1000, ge=1)
 
 

@@ -94,18 +94,13 @@ class DispatchMixin:
         return [rows.claimed(r) for r in ordered]
 
     async def mark_started(self, started: Sequence[tuple[int, str]], now: float) -> None:
-        if not started:
-            return
-        ordered = sorted(started)
-        await self.db.fetch(
-            "UPDATE sms_spool s SET started_at = $1, channel = v.channel "
-            "FROM unnest($2::bigint[], $3::text[]) AS v(id, channel) "
-            "WHERE s.id = v.id AND s.state = 2", now, [i for i, _ in ordered],
-            [c for _, c in ordered])
+        if started:
+            await self.db.fetch(_STARTED, now, *_started_arrays(started))
 
-    async def record(self, outcomes: Sequence[Outcome], now: float) -> None:
-        if outcomes:
-            await self.db.run(_record, sorted(outcomes, key=lambda o: o.id), now)
+    async def record(self, outcomes: Sequence[Outcome], now: float, *,
+                     started: Sequence[tuple[int, str]] = ()) -> None:
+        if outcomes or started:
+            await self.db.run(_record, sorted(outcomes, key=lambda o: o.id), now, started)
 
     async def record_reports(self, reports: Sequence[Report]) -> list[Report]:
         """Apply delivery reports; return those that matched no sent row (yet)."""
@@ -122,7 +117,20 @@ class DispatchMixin:
         return await self.db.run(_recover, now, node)
 
 
-async def _record(conn: asyncpg.Connection, outcomes: list[Outcome], now: float) -> None:
+_STARTED = ("UPDATE sms_spool s SET started_at = $1, channel = v.channel "
+            "FROM unnest($2::bigint[], $3::text[]) AS v(id, channel) "
+            "WHERE s.id = v.id AND s.state = 2")
+
+
+def _started_arrays(started: Sequence[tuple[int, str]]) -> tuple[list[int], list[str]]:
+    ordered = sorted(started)  # rows locked in id order: no deadlock between nodes
+    return [i for i, _ in ordered], [c for _, c in ordered]
+
+
+async def _record(conn: asyncpg.Connection, outcomes: list[Outcome], now: float,
+                  started: Sequence[tuple[int, str]] = ()) -> None:
+    if started:
+        await conn.execute(_STARTED, now, *_started_arrays(started))
     sent = [o for o in outcomes if isinstance(o, Sent)]
     retry = [o for o in outcomes if isinstance(o, Retry)]
     failed = [o for o in outcomes if isinstance(o, Failed)]

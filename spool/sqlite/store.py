@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -189,72 +190,27 @@ class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
                     campaigns: Sequence[int]) -> list[Claimed]:
         if not campaigns or limit <= 0:
             return []
-        # One index probe per open campaign, each bounded by `limit`.
-        probe = ("SELECT * FROM (SELECT id, priority FROM sms_spool WHERE state = 1 "
-                 "AND campaign = ? AND next_attempt_at <= ? ORDER BY priority DESC, id LIMIT ?)")
-        union = " UNION ALL ".join([probe] * len(campaigns))
-        args: list[object] = []
-        for campaign in campaigns:
-            args += [campaign, now, limit]
-        async with self.db.transaction() as db:
-            found = await db.execute_fetchall(
-                f"UPDATE sms_spool SET state = 2, claimed_by = ?, claim_until = ?, "
-                f"started_at = NULL, updated_at = ?, note = 'claimed' WHERE id IN "
-                f"(SELECT id FROM ({union}) ORDER BY priority DESC, id LIMIT ?) "
-                f"RETURNING id, tenant, campaign, destination, message, kind, attempts, data, "
-                f"priority",
-                (node, lease_until, now, *args, limit))
+        sql, args = _claim_sql(node, limit, now, lease_until, campaigns)
+
+        def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(sql, args).fetchall()
+        found = await self.db.run(claim)
         ordered = sorted(found, key=lambda r: (-r["priority"], r["id"]))
         return [rows.claimed(r) for r in ordered]
 
     async def mark_started(self, started: Sequence[tuple[int, str]], now: float) -> None:
-        if not started:
-            return
-        async with self.db.transaction() as db:
-            await db.executemany(
-                "UPDATE sms_spool SET started_at = ?, channel = ? WHERE id = ? AND state = 2",
-                [(now, channel, mid) for mid, channel in started])
+        await self.record((), now, started=started)
 
-    async def record(self, outcomes: Sequence[Outcome], now: float) -> None:
-        sent = [o for o in outcomes if isinstance(o, Sent)]
-        retry = [o for o in outcomes if isinstance(o, Retry)]
-        failed = [o for o in outcomes if isinstance(o, Failed)]
-        blocked = [o for o in outcomes if isinstance(o, Blocked)]
-        async with self.db.transaction() as db:
-            if sent:
-                # A row recovered as in doubt (9) that turns out sent is settled here.
-                await db.executemany(
-                    f"UPDATE sms_spool SET state = ?, channel = ?, provider_ref = ?, "
-                    f"cost = cost + ?, attempts = attempts + 1, sent_at = ?, updated_at = ?, "
-                    f"delivered_at = ?, error = NULL, note = 'sent', {_CLEARED} "
-                    f"WHERE id = ? AND state IN (2, 9)",
-                    [(State.DELIVERED if o.delivered else State.SENT, o.channel, o.provider_ref,
-                      o.cost, o.at, now, o.at if o.delivered else None, o.id) for o in sent])
-            parts = [(o.id, n, o.channel, ref, o.destination, o.at)
-                     for o in sent for n, ref in enumerate(o.part_refs, start=1)]
-            if parts:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO message_parts (message_id, part, channel, ref, "
-                    "destination, sent_at) VALUES (?, ?, ?, ?, ?, ?)", parts)
-            if retry:
-                await db.executemany(
-                    f"UPDATE sms_spool SET state = 1, channel = ?, error = ?, note = ?, "
-                    f"attempts = attempts + ?, next_attempt_at = ?, updated_at = ?, {_CLEARED} "
-                    f"WHERE id = ? AND state = 2",
-                    [(o.channel, o.error if o.counts_as_attempt else None,
-                      f"retry: {o.error}", int(o.counts_as_attempt), o.next_attempt_at, now, o.id)
-                     for o in retry])
-            if failed:
-                await db.executemany(
-                    f"UPDATE sms_spool SET state = 6, channel = ?, error = ?, note = ?, "
-                    f"attempts = attempts + 1, updated_at = ?, {_CLEARED} "
-                    f"WHERE id = ? AND state IN (2, 9)",
-                    [(o.channel, o.error, o.error, now, o.id) for o in failed])
-            if blocked:
-                await db.executemany(
-                    f"UPDATE sms_spool SET state = 3, note = ?, error = ?, updated_at = ?, "
-                    f"{_CLEARED} WHERE id = ? AND state = 2",
-                    [(o.reason, o.reason, now, o.id) for o in blocked])
+    async def record(self, outcomes: Sequence[Outcome], now: float, *,
+                     started: Sequence[tuple[int, str]] = ()) -> None:
+        batches = _record_batches(outcomes, now, started)
+        if not batches:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            for sql, params in batches:
+                conn.executemany(sql, params)
+        await self.db.run(write)
 
     async def record_reports(self, reports: Sequence[Report]) -> list[Report]:
         """Apply delivery reports; return those that matched no sent row (yet)."""
@@ -369,3 +325,55 @@ def _resolve(slots: list[int | Inserted], ids: list[int]) -> list[int | Inserted
         else:
             out.append(slot)
     return out
+
+
+def _claim_sql(node: str, limit: int, now: float, lease_until: float,
+               campaigns: Sequence[int]) -> tuple[str, list[object]]:
+    # One index probe per open campaign, each bounded by `limit`.
+    probe = ("SELECT * FROM (SELECT id, priority FROM sms_spool WHERE state = 1 "
+             "AND campaign = ? AND next_attempt_at <= ? ORDER BY priority DESC, id LIMIT ?)")
+    union = " UNION ALL ".join([probe] * len(campaigns))
+    args: list[object] = [node, lease_until, now]
+    for campaign in campaigns:
+        args += [campaign, now, limit]
+    sql = (f"UPDATE sms_spool SET state = 2, claimed_by = ?, claim_until = ?, "
+           f"started_at = NULL, updated_at = ?, note = 'claimed' WHERE id IN "
+           f"(SELECT id FROM ({union}) ORDER BY priority DESC, id LIMIT ?) "
+           f"RETURNING id, tenant, campaign, destination, message, kind, attempts, data, priority")
+    return sql, [*args, limit]
+
+
+_STARTED = "UPDATE sms_spool SET started_at = ?, channel = ? WHERE id = ? AND state = 2"
+# A row recovered as in doubt (9) that turns out sent is settled here.
+_SENT = (f"UPDATE sms_spool SET state = ?, channel = ?, provider_ref = ?, cost = cost + ?, "
+         f"attempts = attempts + 1, sent_at = ?, updated_at = ?, delivered_at = ?, error = NULL, "
+         f"note = 'sent', {_CLEARED} WHERE id = ? AND state IN (2, 9)")
+_PARTS = ("INSERT OR REPLACE INTO message_parts (message_id, part, channel, ref, destination, "
+          "sent_at) VALUES (?, ?, ?, ?, ?, ?)")
+_RETRY = (f"UPDATE sms_spool SET state = 1, channel = ?, error = ?, note = ?, "
+          f"attempts = attempts + ?, next_attempt_at = ?, updated_at = ?, {_CLEARED} "
+          f"WHERE id = ? AND state = 2")
+_FAILED = (f"UPDATE sms_spool SET state = 6, channel = ?, error = ?, note = ?, "
+           f"attempts = attempts + 1, updated_at = ?, {_CLEARED} WHERE id = ? AND state IN (2, 9)")
+_BLOCKED = (f"UPDATE sms_spool SET state = 3, note = ?, error = ?, updated_at = ?, {_CLEARED} "
+            f"WHERE id = ? AND state = 2")
+
+
+def _record_batches(outcomes: Sequence[Outcome], now: float,
+                    started: Sequence[tuple[int, str]]) -> list[tuple[str, list[tuple]]]:
+    """The statements of one journal commit, with their parameter rows."""
+    sent = [o for o in outcomes if isinstance(o, Sent)]
+    batches: list[tuple[str, list[tuple]]] = [
+        (_STARTED, [(now, channel, mid) for mid, channel in started]),
+        (_SENT, [(State.DELIVERED if o.delivered else State.SENT, o.channel, o.provider_ref,
+                  o.cost, o.at, now, o.at if o.delivered else None, o.id) for o in sent]),
+        (_PARTS, [(o.id, n, o.channel, ref, o.destination, o.at)
+                  for o in sent for n, ref in enumerate(o.part_refs, start=1)]),
+        (_RETRY, [(o.channel, o.error if o.counts_as_attempt else None, f"retry: {o.error}",
+                   int(o.counts_as_attempt), o.next_attempt_at, now, o.id)
+                  for o in outcomes if isinstance(o, Retry)]),
+        (_FAILED, [(o.channel, o.error, o.error, now, o.id)
+                   for o in outcomes if isinstance(o, Failed)]),
+        (_BLOCKED, [(o.reason, o.reason, now, o.id) for o in outcomes if isinstance(o, Blocked)]),
+    ]
+    return [(sql, params) for sql, params in batches if params]
