@@ -161,12 +161,11 @@ class AdminMixin:
                                     invalid=r["invalid"]) for r in found), None)
 
     async def finish_import(self, progress: ImportProgress) -> None:
-        async with self.db.transaction() as db:
-            await save_progress(db, progress)
+        await self.db.run(lambda conn: save_progress(conn, progress))
 
 
-async def save_progress(db: Any, p: ImportProgress) -> None:
-    await db.execute(
+def save_progress(conn: sqlite3.Connection, p: ImportProgress) -> None:
+    conn.execute(
         "INSERT INTO imports (key, line, done, imported, blocked, invalid, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET line = excluded.line, "
         "done = excluded.done, imported = excluded.imported, blocked = excluded.blocked, "

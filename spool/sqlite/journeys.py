@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import Sequence
 
@@ -69,19 +70,20 @@ class JourneysMixin:
         return [rows.journey(r, tuple(links.get(r["id"], ()))) for r in found]
 
     async def advance_journeys(self, steps: Sequence[JourneyStep], now: float) -> int:
-        advanced = 0
-        async with self.db.transaction() as db:
+        def advance(conn: sqlite3.Connection) -> int:
+            advanced = 0
             for step in steps:
-                cur = await db.execute(
+                cur = conn.execute(
                     "UPDATE journeys SET state = ?, step = step + ?, next_at = NULL, "
                     "note = coalesce(?, note), updated_at = ? WHERE id = ? AND step = ? "
                     "AND state IN ('ACTIVE', 'ESCALATED') AND next_at IS NOT NULL",
                     (step.state, int(step.message is not None), step.note, now, step.journey,
                      step.expected_step))
                 if cur.rowcount and step.message is not None:
-                    await insert_rows(db, [step.message], now)
+                    insert_rows(conn, [step.message], now)
                 advanced += cur.rowcount
-        return advanced
+            return advanced
+        return await self.db.run(advance)
 
     async def get_journey(self, tenant: int | None, journey_id: int) -> Journey:
         found = await self.db.reader.execute_fetchall(
@@ -249,16 +251,19 @@ _INSERT = (
     "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
-async def insert_rows(db, messages: Sequence[NewMessage], now: float) -> list[int]:
-    """Insert in one go with ids taken in order; open the journeys they carry."""
-    seq = await db.execute_fetchall(
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sms_spool'), 0)")
-    next_id = next(iter(seq))[0] + 1
+def insert_rows(conn: sqlite3.Connection, messages: Sequence[NewMessage],
+                now: float) -> list[int]:
+    """Insert in one go with ids taken in order; open the journeys they carry.
+    Runs on the writer's thread, inside its transaction (ids are ours: the
+    transaction holds SQLite's write lock)."""
+    next_id = conn.execute(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sms_spool'), 0)"
+    ).fetchone()[0] + 1
     ids, batch = [], []
     for m in messages:
         journey_id = m.journey_id
         if m.journey is not None:
-            journey_id = await _open_journey(db, m, m.journey, now)
+            journey_id = _open_journey(conn, m, m.journey, now)
         note = m.error or ("accepted" if m.state == 1 else None)
         batch.append((next_id, m.tenant, m.campaign, m.destination, m.message, m.priority,
                       m.state, m.error, note, m.agent, rows.dumps(m.data), m.kind,
@@ -266,21 +271,22 @@ async def insert_rows(db, messages: Sequence[NewMessage], now: float) -> list[in
         ids.append(next_id)
         next_id += 1
     if batch:
-        await db.executemany(_INSERT, batch)
+        conn.executemany(_INSERT, batch)
     return ids
 
 
-async def _open_journey(db, m: NewMessage, spec: JourneySpec, now: float) -> int:
+def _open_journey(conn: sqlite3.Connection, m: NewMessage, spec: JourneySpec,
+                  now: float) -> int:
     # A message that will never be sent opens no journey worth waiting on.
     state = "ACTIVE" if m.state == 1 else "FAILED"
-    cur = await db.execute(
+    cur = conn.execute(
         "INSERT INTO journeys (tenant, campaign, destination, state, policy, wait_s, "
         "created_at, updated_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (m.tenant, m.campaign, m.destination, state, json.dumps(spec.policy), spec.wait_s,
          now, now, m.error))
     journey_id = cur.lastrowid
     expires = spec.policy.get("link_ttl_s")
-    await db.executemany(
+    conn.executemany(
         "INSERT INTO links (code, journey, url, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
         [(code, journey_id, url, now, now + expires if expires else None)
          for code, url in spec.links])

@@ -61,8 +61,9 @@ class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
     async def insert_messages(self, messages: Sequence[NewMessage], *,
                               import_progress: ImportProgress | None = None) -> list[Inserted]:
         now = time.time()
-        async with self.db.transaction() as db:
-            known = await self._known_keys(db, messages)
+
+        def insert(conn: sqlite3.Connection) -> list[Inserted]:
+            known = _known_keys(conn, messages)
             fresh: list[NewMessage] = []
             slots: list[int | Inserted] = []  # an index into `fresh`, or a duplicate
             for m in messages:
@@ -74,26 +75,12 @@ class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
                     known[key] = (-len(fresh) - 1, m.state)  # resolved below
                 slots.append(len(fresh))
                 fresh.append(m)
-            ids = await insert_rows(db, fresh, now)
+            ids = insert_rows(conn, fresh, now)
             if import_progress is not None:
-                await save_progress(db, import_progress)
-        return [slot if isinstance(slot, Inserted) else Inserted(ids[slot], fresh[slot].state)
-                for slot in _resolve(slots, ids)]
-
-    async def _known_keys(self, db, messages: Sequence[NewMessage]
-                          ) -> dict[tuple[int, str], tuple[int, State]]:
-        keyed = [(m.tenant, m.idempotency_key) for m in messages if m.idempotency_key]
-        known: dict[tuple[int, str], tuple[int, State]] = {}
-        for tenant in {t for t, _ in keyed}:
-            keys = [k for t, k in keyed if t == tenant]
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                found = await db.execute_fetchall(
-                    f"SELECT idempotency_key, id, state FROM sms_spool WHERE tenant = ? "
-                    f"AND idempotency_key IN ({','.join('?' * len(chunk))})", (tenant, *chunk))
-                for key, mid, state in found:
-                    known[(tenant, key)] = (mid, State(state))
-        return known
+                save_progress(conn, import_progress)
+            return [slot if isinstance(slot, Inserted) else Inserted(ids[slot], fresh[slot].state)
+                    for slot in _resolve(slots, ids)]
+        return await self.db.run(insert)
 
     async def pending_count(self) -> int:
         found = await self.db.reader.execute_fetchall(
@@ -377,3 +364,19 @@ def _record_batches(outcomes: Sequence[Outcome], now: float,
         (_BLOCKED, [(o.reason, o.reason, now, o.id) for o in outcomes if isinstance(o, Blocked)]),
     ]
     return [(sql, params) for sql, params in batches if params]
+
+
+def _known_keys(conn: sqlite3.Connection, messages: Sequence[NewMessage]
+                ) -> dict[tuple[int, str], tuple[int, State]]:
+    keyed = [(m.tenant, m.idempotency_key) for m in messages if m.idempotency_key]
+    known: dict[tuple[int, str], tuple[int, State]] = {}
+    for tenant in {t for t, _ in keyed}:
+        keys = [k for t, k in keyed if t == tenant]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found = conn.execute(
+                f"SELECT idempotency_key, id, state FROM sms_spool WHERE tenant = ? "
+                f"AND idempotency_key IN ({','.join('?' * len(chunk))})", (tenant, *chunk))
+            for key, mid, state in found:
+                known[(tenant, key)] = (mid, State(state))
+    return known
