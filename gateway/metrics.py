@@ -30,6 +30,8 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 class Metrics:
     def __init__(self) -> None:
+        self._outcome_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._outcomes = Counter(
@@ -52,10 +54,18 @@ class Metrics:
                                 ["channel"], registry=r)
 
     def outcome(self, channel: str, state: str, n: int = 1) -> None:
-        self._outcomes.labels(channel=channel, state=state).inc(n)
+        key = (channel, state)
+        child = self._outcome_children.get(key)
+        if child is None:  # labels() takes a lock and a dict walk: once per series
+            child = self._outcome_children[key] = self._outcomes.labels(
+                channel=channel, state=state)
+        child.inc(n)
 
     def latency(self, channel: str, seconds: float) -> None:
-        self._latency.labels(channel=channel).observe(seconds)
+        child = self._latency_children.get(channel)
+        if child is None:
+            child = self._latency_children[channel] = self._latency.labels(channel=channel)
+        child.observe(seconds)
 
     def spool(self, counts: Iterable[CampaignCounts], names: dict[int, tuple[str, str]],
               webhook_backlog: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -102,30 +102,37 @@ class Monitor:
         return marked
 
     def recorded(self, outcomes: list[Outcome]) -> None:
+        # Counted per batch, not per message: at thousands a second the
+        # per-message metric calls were a tenth of the dispatcher's time.
         now = self._clock()
+        tally: Counter[tuple[str, str]] = Counter()
         for o in outcomes:
             began = self._started.pop(o.id, None)
             channel = getattr(o, "channel", None)
             if began is not None and channel:
                 ended = o.at if isinstance(o, Sent) else now
                 self.metrics.latency(channel, max(0.0, ended - began))
-            self._count(o, now)
+            tally[self._count(o, now)] += 1
+        for (channel, state), n in tally.items():
+            self.metrics.outcome(channel, state, n)
+            if state == "sent":
+                self._activity(channel).sent.add(now, n)
 
-    def _count(self, o: Outcome, now: float) -> None:
+    def _count(self, o: Outcome, now: float) -> tuple[str, str]:
         match o:
             case Sent():
-                self._activity(o.channel).sent.add(now)
-                self.metrics.outcome(o.channel, "sent")
+                return o.channel, "sent"
             case Retry(channel=None):
-                self.metrics.outcome("", "requeued")
+                return "", "requeued"
             case Retry():
                 self._error(o.id, o.channel, o.error, now, final=False)
-                self.metrics.outcome(o.channel or "", "retry")
+                return o.channel or "", "retry"
             case Failed():
                 self._error(o.id, o.channel, o.error, now, final=True)
-                self.metrics.outcome(o.channel or "", "failed")
+                return o.channel or "", "failed"
             case Blocked():
-                self.metrics.outcome("", "blocked")
+                return "", "blocked"
+        return "", "other"
 
     def _error(self, message_id: int, channel: str | None, error: str, now: float, *,
                final: bool) -> None:
