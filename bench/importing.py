@@ -56,8 +56,9 @@ def generate_csv(path: Path, rows: int, seed: int = 11) -> None:
         fh.writelines(chunk)
 
 
-def run_measured(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[float, float, str, int]:
-    """(wall seconds, peak RSS MB, stdout, exit code) of one child process.
+def run_measured(cmd: list[str], cwd: Path, timeout_s: float
+                 ) -> tuple[float, float, str, int, float]:
+    """(wall seconds, peak RSS MB, stdout, exit code, CPU seconds) of one child process.
 
     os.wait4 gives the resource usage of that child alone (RUSAGE_CHILDREN
     would mix in every process this run has waited for).
@@ -83,7 +84,7 @@ def run_measured(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[float, fl
         out.seek(0)
         text = out.read()
     out_path.unlink()
-    return wall, usage.ru_maxrss / 1024, text, proc.returncode
+    return wall, usage.ru_maxrss / 1024, text, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def run(base: Path, opts: ImportOptions) -> tuple[list[Figure], Workdir]:
@@ -96,7 +97,7 @@ def run(base: Path, opts: ImportOptions) -> tuple[list[Figure], Workdir]:
     size_mb = csv_path.stat().st_size / 1e6
     log(f"  generated {csv_path.name}: {size_mb:,.1f} MB in {time.perf_counter() - t0:.1f}s")
 
-    wall, base_rss, out, code = run_measured([PYTHON, "-c", _CSV_BASELINE, str(csv_path)],
+    wall, base_rss, out, code, _ = run_measured([PYTHON, "-c", _CSV_BASELINE, str(csv_path)],
                                              work.path, opts.timeout_s)
     if code != 0 or int(out.split()[-1]) != opts.rows + 1:
         raise BenchError(f"csv.reader baseline failed: {out[-300:]}")
@@ -106,7 +107,7 @@ def run(base: Path, opts: ImportOptions) -> tuple[list[Figure], Workdir]:
 
     # Migrate first and keep the campaign stopped: section 4 needs these rows in state 1.
     work.campaigns("stop")
-    wall, rss, out, code = run_measured([*SMSGW, "-c", str(work.config), "import",
+    wall, rss, out, code, cpu = run_measured([*SMSGW, "-c", str(work.config), "import",
                                          str(csv_path)], work.path, opts.timeout_s)
     if code != 0:
         raise BenchError(f"smsgw import exited {code}: {out[-800:]}")
@@ -129,7 +130,8 @@ def run(base: Path, opts: ImportOptions) -> tuple[list[Figure], Workdir]:
     return [
         Figure(name="import csv", unit="rows/s", value=rate, baseline_name="csv.reader",
                baseline=baseline, target=TARGET_ROWS, failed=failed,
-               note=f"{opts.rows:,} rows ({size_mb:,.0f} MB) in {wall:.1f}s; {check}"),
+               note=f"{opts.rows:,} rows ({size_mb:,.0f} MB) in {wall:.1f}s, CPU {cpu:.1f}s "
+                    f"({cpu / opts.rows * 1e6:.0f} us/row, all threads); {check}"),
         Figure(name="import peak RSS", unit="MB", value=rss, baseline_name="csv.reader",
                baseline=base_rss, target=TARGET_RSS_MB, higher_is_better=False,
                failed=failed, target_text=f"< {TARGET_RSS_MB:.0f} MB"),

@@ -1,7 +1,7 @@
 """Section 1: HTTP intake, requests per second at a fixed concurrency.
 
 Each figure is one timed load against the real daemon, next to the same
-load against a bare aiohttp process measured in the same run. The default
+load against a bare aiohttp process measured just before it. The default
 campaigns are stopped so messages wait in the spool and the figure is
 intake alone; one extra run starts them so dispatch competes for the CPU
 and the database.
@@ -21,6 +21,7 @@ from harness import (
     Figure,
     Workdir,
     child_env,
+    cpu_seconds,
     free_port,
     http_status,
     log,
@@ -42,34 +43,49 @@ class IngestOptions:
     with_dispatch: bool
 
 
-def _bare_baseline(load: LoadGen, duration_s: float) -> dict[str, LoadResult]:
-    port = free_port()
-    proc = subprocess.Popen([PYTHON, str(Path(__file__).with_name("bare_server.py")),
-                             str(port)], env=child_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
+class BareServer:
+    """bench/bare_server.py as a child for the whole section.
+
+    Each daemon figure gets its own baseline, measured just before it: on a
+    shared machine the load from others comes and goes within a minute.
+    """
+
+    def __init__(self, load: LoadGen, duration_s: float) -> None:
+        self.load = load
+        self.duration_s = duration_s
+        self.url = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> BareServer:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [PYTHON, str(Path(__file__).with_name("bare_server.py")), str(port)],
+            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
-            if proc.poll() is not None:
-                raise BenchError(f"bare aiohttp server exited {proc.returncode}")
+            if self.proc.poll() is not None:
+                raise BenchError(f"bare aiohttp server exited {self.proc.returncode}")
             try:
-                if http_status(url + "/readyz") == 200:
-                    break
+                if http_status(self.url + "/readyz") == 200:
+                    return self
             except OSError:
                 pass
             if time.monotonic() > deadline:
+                self.__exit__()
                 raise BenchError("bare aiohttp server did not start")
             time.sleep(0.05)
-        out = {}
-        for kind in KINDS:
-            out[kind] = load.run(url, kind, "unused-key" if kind == "json" else None,
-                                 duration_s)
-            log(f"  baseline bare aiohttp {kind}: {describe(out[kind])}")
-        return out
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def measure(self, kind: str) -> LoadResult:
+        r = self.load.run(self.url, kind, "unused-key" if kind == "json" else None,
+                          self.duration_s)
+        log(f"  baseline bare aiohttp {kind}: {describe(r)}")
+        return r
 
 
 def _check_rows(db: Path, before: int, r: LoadResult) -> tuple[str, bool]:
@@ -90,11 +106,16 @@ def _measure(load: LoadGen, work: Workdir, daemon: Daemon, kind: str, key: str,
              duration_s: float, offset: int, label: str
              ) -> tuple[LoadResult, str | None, str]:
     before = sql_scalar(work.db, "SELECT count(*) FROM sms_spool")
+    cpu0 = cpu_seconds(daemon.pid)
     r = load.run(work.url, kind, key if kind == "json" else None, duration_s, offset=offset)
     daemon.check_alive()
+    # CPU per request moves far less than req/s when others load the machine:
+    # the figure to compare when hunting a regression.
+    cpu_us = (cpu_seconds(daemon.pid) - cpu0) / max(r.responses, 1) * 1e6
     check, ok = _check_rows(work.db, before, r)
+    check = f"daemon CPU {cpu_us:,.0f} us/request; {check}"
     log(f"  {label}: {describe(r)}")
-    log(f"    check: {check}")
+    log(f"    {check}")
     failed = None if ok else "spool rows != 2xx responses"
     if r.ok == 0:
         failed = "no 2xx response"
@@ -103,8 +124,18 @@ def _measure(load: LoadGen, work: Workdir, daemon: Daemon, kind: str, key: str,
 
 def run(base: Path, load: LoadGen, opts: IngestOptions) -> tuple[list[Figure], dict[str, float]]:
     log(f"ingest: load tool {load.name}, concurrency {load.connections}, "
-        f"{opts.duration_s:g}s per run")
-    baseline = _bare_baseline(load, opts.duration_s)
+        f"{opts.duration_s:g}s per run, each after a baseline run of "
+        f"{_baseline_s(opts):g}s")
+    with BareServer(load, _baseline_s(opts)) as bare:
+        return _run(base, load, bare, opts)
+
+
+def _baseline_s(opts: IngestOptions) -> float:
+    return max(2.0, round(opts.duration_s / 2))
+
+
+def _run(base: Path, load: LoadGen, bare: BareServer,
+         opts: IngestOptions) -> tuple[list[Figure], dict[str, float]]:
     figures: list[Figure] = []
     facts: dict[str, float] = {}
     offset = 0
@@ -116,14 +147,16 @@ def run(base: Path, load: LoadGen, opts: IngestOptions) -> tuple[list[Figure], d
         with Daemon(work) as daemon:
             facts["empty_daemon_rss_mb"] = rss_mb(daemon.pid)[0]
             for kind, title in KINDS.items():
+                baseline = bare.measure(kind)
                 r, failed, check = _measure(load, work, daemon, kind, key, opts.duration_s,
                                             offset, f"{title} (sync={sync})")
                 offset += 100_000
-                figures.append(_figure(f"{title} (sync={sync})", r, baseline[kind], failed,
-                                       check))
+                figures.append(_figure(f"{title} (sync={sync})", r, baseline, failed, check))
             if opts.with_dispatch and sync == opts.sync_modes[0]:
                 # The spool holds the rows of the runs above: dispatch has a
                 # backlog and runs flat out during the whole load.
+                # Baseline first: once started, our own dispatch would load it too.
+                baseline = bare.measure("json")
                 work.campaigns("start", ("default", "bench"))
                 _wait_dispatching(work, daemon)
                 sent_before = sql_scalar(work.db, _SENT)
@@ -133,7 +166,7 @@ def run(base: Path, load: LoadGen, opts: IngestOptions) -> tuple[list[Figure], d
                 sent = sql_scalar(work.db, _SENT) - sent_before
                 log(f"    dispatched meanwhile: {sent:,} ({sent / r.duration_s:,.0f} msgs/s)")
                 figures.append(_figure(
-                    f"ingest json (sync={sync}, dispatch on)", r, baseline["json"], failed,
+                    f"ingest json (sync={sync}, dispatch on)", r, baseline, failed,
                     f"{check}; dispatched meanwhile {sent:,} ({sent / r.duration_s:,.0f} "
                     f"msgs/s)"))
         work.remove()

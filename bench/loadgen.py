@@ -197,9 +197,11 @@ def run_python(base_url: str, kind: str, key: str | None, *, duration_s: float,
                connections: int, processes: int, offset: int,
                max_requests: int = 10_000_000) -> LoadResult:
     per_proc = max(1, connections // processes)
-    specs = [{"url": base_url, "kind": kind, "key": key, "duration_s": duration_s,
-              "connections": per_proc, "offset": offset + i * (NUMBER_SPACE // processes),
-              "max_requests": max_requests // processes} for i in range(processes)]
+    specs: list[dict[str, Any]] = [
+        {"url": base_url, "kind": kind, "key": key, "duration_s": duration_s,
+         "connections": per_proc, "offset": offset + i * (NUMBER_SPACE // processes),
+         "max_requests": max_requests // processes}
+        for i in range(processes)]
     with tempfile.TemporaryDirectory(prefix="smsgw-load-") as tmp:
         # Results go through files: the event loop may leave stdout
         # non-blocking, and a large write to a full pipe would be cut short.

@@ -12,6 +12,7 @@ See bench/README.md for what each figure means.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -122,8 +123,19 @@ class Sections:
                                           memory.MemoryOptions(a.idle, a.mem_requests)) or []
 
 
+def _load() -> str:
+    # Other work on the machine shows up here: figures from a loaded run are
+    # worth less, even next to their baselines.
+    try:
+        with open("/proc/loadavg") as fh:
+            return fh.read().split()[0]
+    except OSError:
+        return "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    load_before = _load()
     base = Path(args.tmp) if args.tmp else Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -141,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     figures = sections.figures
     print()
     print(f"smsgw bench results ({'quick, ' if args.quick else ''}"
-          f"{time.perf_counter() - began:.0f}s, concurrency {args.connections})")
+          f"{time.perf_counter() - began:.0f}s, concurrency {args.connections}; "
+          f"1-min load average {load_before} before, {_load()} after, "
+          f"{os.cpu_count()} CPUs)")
     print(table(figures))
     failed = [f for f in figures if f.verdict == "FAILED"]
     missed = [f for f in figures if f.verdict == "MISSED"]

@@ -83,24 +83,37 @@ class FileImporter:
                     errors: _ErrorReport | None, dry_run: bool, progress: Progress | None) -> None:
         batch: list[NewMessage] = []
         last_line = start
-        for item in read_message_rows(fh, start_line=start):
-            last_line = item.line
-            row = await self._classify(item)
-            if isinstance(row, CsvRowError):
-                summary.rejected += 1
-                if len(summary.errors) < 20:
-                    summary.errors.append(row)
-                if errors is not None:
-                    errors.add(row)
-            else:
-                batch.append(row)
-            if len(batch) >= self._batch_rows:
-                await self._commit(batch, key, last_line, summary, errors, dry_run)
-                batch = []
-                if progress is not None:
-                    progress(fh.tell())
-                await asyncio.sleep(0)  # let the daemon breathe during a big file
-        await self._commit(batch, key, last_line, summary, errors, dry_run)
+        # The next batch is parsed while the previous one is written (the
+        # database works outside the GIL); batches still commit in order.
+        writing: asyncio.Task[None] | None = None
+        try:
+            for item in read_message_rows(fh, start_line=start):
+                last_line = item.line
+                row = await self._classify(item)
+                if isinstance(row, CsvRowError):
+                    summary.rejected += 1
+                    if len(summary.errors) < 20:
+                        summary.errors.append(row)
+                    if errors is not None:
+                        errors.add(row)
+                else:
+                    batch.append(row)
+                if len(batch) >= self._batch_rows:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(
+                        self._commit(batch, key, last_line, summary, errors, dry_run))
+                    batch = []
+                    if progress is not None:
+                        progress(fh.tell())
+                    await asyncio.sleep(0)  # let the daemon breathe during a big file
+            if writing is not None:
+                await writing
+            await self._commit(batch, key, last_line, summary, errors, dry_run)
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
         if progress is not None:
             progress(fh.tell())
 
