@@ -42,14 +42,11 @@ class Recorder:
         self._started_waiters: list[asyncio.Future[None]] = []
         self._reports: list[tuple[float, Report]] = []
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def put(self, outcome: Outcome) -> None:
         """Record soon; nobody waits (the row was never handed to a channel)."""
         self._outcomes.append(outcome)
         self._waiters.append(None)
-        self._idle.clear()
         self._wake.set()
 
     async def mark_started(self, message_id: int, channel: str) -> None:
@@ -78,7 +75,6 @@ class Recorder:
         self._reports.append((self._clock(), Report(dr.channel, dr.provider_ref, dr.delivered,
                                                     dr.error, dr.at, dr.destination,
                                                     dr.error_code)))
-        self._idle.clear()
         self._wake.set()
 
     @property
@@ -125,8 +121,6 @@ class Recorder:
             _log_batch(outcomes)
             self._on_recorded(outcomes)
         await self._flush_reports()
-        if not self._outcomes and not self._reports:
-            self._idle.set()
 
     async def _flush_reports(self) -> None:
         pending, self._reports = self._reports, []

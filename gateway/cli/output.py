@@ -1,4 +1,4 @@
-"""Terminal rendering for the CLI: tables, the import summary, a progress bar."""
+"""Terminal rendering for the CLI: the import summary and a progress bar."""
 
 from __future__ import annotations
 
@@ -8,28 +8,6 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.importer import ImportSummary
-from spool.base import CampaignCounts, State
-
-_COLUMNS = [State.TO_PROCESS, State.SENDING, State.SENT, State.DELIVERED, State.FAILED,
-            State.BLOCKED, State.INVALID, State.CANCELLED, State.UNCONFIRMED, State.NONE]
-
-
-def status_table(counts: list[CampaignCounts], names: dict[int, str],
-                 per_channel: dict[str, int]) -> str:
-    head = ["campaign", *[s.name for s in _COLUMNS], "cost"]
-    rows = [[names.get(c.campaign, str(c.campaign)),
-             *[str(c.by_state.get(int(s), 0)) for s in _COLUMNS], f"{c.cost:.2f}"]
-            for c in counts]
-    if not rows:
-        rows = [["(no messages yet)", *[""] * (len(head) - 1)]]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(r, widths, strict=True)))
-             for r in [head, *rows]]
-    lines.append("")
-    lines.append("sent in the last 24 h per channel: " + (
-        ", ".join(f"{k}={v}" for k, v in sorted(per_channel.items())) or "none"))
-    return "\n".join(lines)
 
 
 def import_summary(s: ImportSummary, *, dry_run: bool, errors_path: Path | None) -> str:
