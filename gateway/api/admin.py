@@ -208,8 +208,10 @@ async def list_blacklist(request: web.Request) -> web.Response:
 async def change_blacklist(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await json_body(request)
-    scope = await _blacklist_scope(request, body.get("campaign") if isinstance(body, dict)
-                                   else None)
+    name = body.get("campaign") if isinstance(body, dict) else None
+    if name is not None and not isinstance(name, str):
+        raise IntakeError("campaign must be a campaign name", field="campaign")
+    scope = await _blacklist_scope(request, name)
     numbers = _numbers(body, services.settings.phone.default_region)
     entries = [(n, scope) for n in numbers]
     if request.method == "POST":

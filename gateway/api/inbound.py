@@ -61,7 +61,7 @@ async def list_conversations(request: web.Request) -> web.Response:
         "next_after": found[-1].id if len(found) == where.limit else None})
 
 
-@routes.get("/api/v1/conversations/{id:\\d+}")
+@routes.get("/api/v1/conversations/{id:\\d{1,18}}")
 async def get_conversation(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     owner = await tenant(request)
@@ -73,7 +73,7 @@ async def get_conversation(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@routes.post("/api/v1/conversations/{id:\\d+}/reply")
+@routes.post("/api/v1/conversations/{id:\\d{1,18}}/reply")
 async def reply(request: web.Request) -> web.Response:
     """An agent answers: queued at once, on the channel the customer wrote to."""
     services = request.app[SERVICES]

@@ -34,7 +34,7 @@ async def redirect(request: web.Request) -> web.StreamResponse:
         "X-Robots-Tag": "noindex"})
 
 
-@routes.get("/api/v1/journeys/{id:\\d+}")
+@routes.get("/api/v1/journeys/{id:\\d{1,18}}")
 async def get_journey(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     owner = await tenant(request)
@@ -54,7 +54,7 @@ async def get_journey(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@routes.post("/api/v1/journeys/{id:\\d+}/cancel")
+@routes.post("/api/v1/journeys/{id:\\d{1,18}}/cancel")
 async def cancel_journey(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     owner = await tenant(request)

@@ -68,7 +68,7 @@ async def _render(request: web.Request, m: Message) -> dict[str, object]:
     return render.message(m, campaign.name if campaign else None)
 
 
-@routes.get("/api/v1/messages/{id:\\d+}")
+@routes.get("/api/v1/messages/{id:\\d{1,18}}")
 async def get_message(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     owner = await tenant(request)
@@ -105,7 +105,7 @@ async def list_messages(request: web.Request) -> web.Response:
     return web.json_response({"messages": page, "next_after": nxt})
 
 
-@routes.delete("/api/v1/messages/{id:\\d+}")
+@routes.delete("/api/v1/messages/{id:\\d{1,18}}")
 async def cancel_message(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     owner = await tenant(request)
@@ -113,7 +113,7 @@ async def cancel_message(request: web.Request) -> web.Response:
     return web.json_response(await _render(request, m))
 
 
-@routes.post("/api/v1/messages/{id:\\d+}/release")
+@routes.post("/api/v1/messages/{id:\\d{1,18}}/release")
 async def release_message(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     owner = await tenant(request)

@@ -87,17 +87,31 @@ def state(value: str | None) -> State | None:
         raise IntakeError(f"unknown state {value!r} ({names})", field="state") from None
 
 
+# 1970 to 2999: wide enough for any real query, narrow enough that every
+# date and time conversion downstream works.
+_EARLIEST, _LATEST = 0.0, 32_503_680_000.0
+
+
 def timestamp(value: str | None, name: str) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = _iso_seconds(value, name)
+    if not _EARLIEST <= seconds <= _LATEST:  # also refuses nan and inf
+        raise IntakeError(f"{name} must be between 1970 and 2999", field=name)
+    return seconds
+
+
+def _iso_seconds(value: str, name: str) -> float:
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise IntakeError(f"{name} must be ISO-8601 or unix seconds", field=name) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError):
+        raise IntakeError(f"{name} must be between 1970 and 2999", field=name) from None

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
+import aiohttp
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.api.admin import OPERATOR_TENANT
 from gateway.api.http import SERVICES, tenant
@@ -34,7 +36,7 @@ async def _receive(request: web.Request, sink: IO[bytes]) -> None:
     if request.content_type.startswith("multipart/"):
         read = (await _file_part(request)).read_chunk
     total = 0
-    while chunk := await read(_CHUNK):
+    while chunk := await _chunk(read):
         total += len(chunk)
         if total > limit:
             raise IntakeError(f"upload larger than {limit} bytes (server.max_upload_bytes)",
@@ -46,13 +48,25 @@ async def _receive(request: web.Request, sink: IO[bytes]) -> None:
     sink.seek(0)
 
 
+async def _chunk(read: Callable[[int], Awaitable[bytes]]) -> bytes:
+    try:
+        return await read(_CHUNK)
+    except (ValueError, aiohttp.ClientPayloadError, HttpProcessingError) as err:
+        raise IntakeError(f"malformed upload: {err}", field="file") from None
+
+
 async def _file_part(request: web.Request) -> BodyPartReader:
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            return part
-        if isinstance(part, BodyPartReader):
-            await part.release()
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return part
+            if isinstance(part, BodyPartReader):
+                await part.release()
+    except (ValueError, UnicodeError, AssertionError, aiohttp.ClientPayloadError,
+            HttpProcessingError) as err:
+        # aiohttp's multipart reader says "malformed" with these.
+        raise IntakeError(f"malformed multipart body: {err}", field="file") from None
     raise IntakeError("multipart upload without a 'file' part", field="file")
 
 
