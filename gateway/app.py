@@ -200,12 +200,19 @@ class App:
         dispatcher.stop_claiming()
         returned = dispatcher.return_queued()
         finished = await dispatcher.wait_in_flight(grace)
-        with contextlib.suppress(TimeoutError):
-            await recorder.drain(timeout_s=max(grace, 5.0))
-        with contextlib.suppress(Exception):  # clicks are best-effort on the way out
-            await services.clicks.flush()
-        # Sends that did not finish in time: recovery decides (1 or 9 by policy).
-        got = await self.store.recover(self.clock(), node=dispatcher.node)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await recorder.drain(timeout_s=max(grace, 5.0))
+            with contextlib.suppress(Exception):  # clicks are best-effort on the way out
+                await services.clicks.flush()
+            # Sends that did not finish in time: recovery decides (1 or 9 by policy).
+            got = await self.store.recover(self.clock(), node=dispatcher.node)
+        except StoreError as err:
+            # The database is away: what could not be written stays claimed
+            # by this node, and the next start recovers it (nothing is lost).
+            log.warning("smsgw.drain_incomplete", error=str(err), all_finished=finished,
+                        unrecorded=recorder.backlog)
+            return
         log.info("smsgw.drained", returned=returned, all_finished=finished,
                  requeued=got.requeued, in_doubt=got.in_doubt)
 

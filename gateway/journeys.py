@@ -71,6 +71,8 @@ def parse_policy(obj: Mapping[str, Any], where: str = "smart") -> Policy:
     if unknown:
         raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown key")
     attempts = obj.get("sms_attempts", 1)
+    if isinstance(attempts, float) and attempts.is_integer():
+        attempts = int(attempts)  # JSON has one number type: 7.0 is the integer 7
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 10:
         raise ValueError(f"{where}.sms_attempts: expected an integer from 1 to 10")
     templates = obj.get("retry_templates", [])

@@ -69,7 +69,10 @@ def _classify(raw: str, region: str) -> str | _Rejected:
     problem = _validity_problem(number)
     if problem:
         return _Rejected(problem)
-    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    if len(e164) > 16:  # "+" and at most 15 digits (ITU-T E.164)
+        return _Rejected("too long for an international (E.164) number")
+    return e164
 
 
 def _lexical_problem(digits: str) -> str:

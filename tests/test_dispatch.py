@@ -195,7 +195,7 @@ async def test_campaign_throttle_spaces_its_sends_and_spares_others(gateway: Run
     await settled(gateway, slow, {State.SENT, State.DELIVERED})
     slow_claims = sorted([await claimed_at(gateway, i) for i in slow])
     fast_claims = sorted([await claimed_at(gateway, i) for i in fast])
-    gaps = [b - a for a, b in zip(slow_claims, slow_claims[1:])]
+    gaps = [b - a for a, b in zip(slow_claims, slow_claims[1:], strict=False)]
     assert min(gaps) >= 0.19, gaps  # the pacer spaces the claims
     # The unthrottled campaign was not paced: its 30 went out in less time
     # than the slow campaign's 5 took.

@@ -146,7 +146,11 @@ class AtParser:
         while (end := _line_end(self._buf)) >= 0:
             line = _clean(self._buf[:end].decode("latin-1"))
             del self._buf[:end + 1]
-            if line:
+            if line == ">":
+                # Some modems end the prompt with a line break when an
+                # unsolicited report (^RSSI, +CMTI) follows in the same burst.
+                events.append(Prompt())
+            elif line:
                 events += self._line(line)
         if _clean(self._buf.decode("latin-1")) == ">":
             # The prompt is the one thing that arrives without a line end.

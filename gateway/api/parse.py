@@ -36,6 +36,8 @@ def integer(body: Mapping[str, Any], name: str, where: str = "", *,
         return None
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 7.0 is the integer 7
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise IntakeError(f"{name} must be an integer from {lo} to {hi}", field=where + name)
     return value
