@@ -36,6 +36,9 @@ from drivers.serial.port import AtPort, CommandError, PortClosed, PortTimeout
 log = structlog.get_logger("smsgw.serial")
 
 
+# A part the modem accepted whose message reference could not be read.
+UNKNOWN_REFERENCE = -1
+
 class SerialOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -345,8 +348,11 @@ class SerialChannel:
             found = at.parameters(line, "+CMGS")
             if found is not None and found[0].isdigit():
                 return int(found[0])
-        raise TransientError(f"{self.name}: AT+CMGS answered OK without a reference",
-                             code="no-mr")
+        # OK means the modem took the message; only its reference was lost
+        # (line noise). Sending again would duplicate it: it counts as sent,
+        # and no delivery report can be matched to this part.
+        log.warning("modem.reference_unreadable", channel=self.name, lines=lines)
+        return UNKNOWN_REFERENCE
 
     async def _command(self, port: AtPort, command: str) -> list[str]:
         try:

@@ -158,10 +158,6 @@ async def test_an_unsolicited_line_right_after_the_prompt_does_not_lose_it(
     assert inits(sim) == 1, "no command timed out, the port was never reopened"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "drivers/serial/channel.py SerialChannel._submit: a final OK without a readable "
-    "+CMGS reference raises TransientError('no-mr'), so a message the modem accepted is "
-    "sent again; it should count as sent (reference unknown) or as in doubt"))
 async def test_an_unreadable_reference_is_not_a_reason_to_send_again(
         noisy, make_gateway) -> None:
     # "+C<noise>MGS: 17" then "OK": the modem accepted the message; only the
