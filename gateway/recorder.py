@@ -79,7 +79,7 @@ class Recorder:
 
     @property
     def backlog(self) -> int:
-        return len(self._outcomes) + len(self._reports)
+        return len(self._outcomes) + len(self._reports) + len(self._started)
 
     async def run(self) -> None:
         backoff = 0.1

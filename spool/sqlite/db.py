@@ -82,6 +82,9 @@ class SqliteDb:
                 raise StoreError(f"database busy or unavailable: {err}") from err
             try:
                 yield db
+            except sqlite3.OperationalError as err:  # disk full, I/O error, locked
+                await asyncio.shield(db.rollback())
+                raise StoreError(f"database unavailable: {err}") from err
             except BaseException:
                 await asyncio.shield(db.rollback())
                 raise
@@ -138,10 +141,10 @@ def _transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.commit()
     except BaseException:
-        conn.rollback()
+        conn.rollback()  # also when COMMIT itself failed (disk full)
         raise
-    conn.commit()
     return result
 
 
