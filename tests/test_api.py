@@ -242,3 +242,20 @@ async def test_whatsapp_messages_through_the_json_api(make_gateway) -> None:
     async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(), json={
             "destination": "098344484", "message": "x", "kind": "fax"}) as r:
         assert r.status == 400 and (await r.json())["field"] == "kind"
+
+
+async def test_odd_numbers_and_nulls_are_400_not_500(gateway: Running) -> None:
+    h = gateway.headers()
+    for query in ("limit=--5", "limit=%C2%B2", "after=1-2"):
+        async with gateway.session.get(f"{gateway.url}/api/v1/messages?{query}", headers=h) as r:
+            assert r.status == 400, query
+    for field in ("priority", "time_between_ms"):
+        async with gateway.session.patch(f"{gateway.url}/api/v1/campaigns/default", headers=h,
+                                         json={field: None}) as r:
+            assert r.status == 400 and (await r.json())["field"] == field
+        async with gateway.session.post(f"{gateway.url}/api/v1/campaigns", headers=h,
+                                        json={"name": f"n-{field}", field: None}) as r:
+            assert r.status == 400 and (await r.json())["field"] == field
+    async with gateway.session.post(f"{gateway.url}/api/v1/messages", headers=h, json={
+            "destination": "098344484", "message": "x", "priority": 7.0}) as r:
+        assert r.status == 202, "7.0 is the integer 7 in JSON"

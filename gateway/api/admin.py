@@ -75,8 +75,8 @@ _CHECKS: dict[str, Callable[[dict[str, Any], Services], Any]] = {
     "enabled": lambda b, _: _bool(b, "enabled"),
     "dncr_check": lambda b, _: _bool(b, "dncr_check"),
     "channels": _channels,
-    "priority": lambda b, _: parse.integer(b, "priority", lo=-1000, hi=1000),
-    "time_between_ms": lambda b, _: parse.integer(b, "time_between_ms", lo=0, hi=86_400_000),
+    "priority": lambda b, _: _required_int(b, "priority", -1000, 1000),
+    "time_between_ms": lambda b, _: _required_int(b, "time_between_ms", 0, 86_400_000),
     "in_doubt": _in_doubt,
     "schedule": _schedule,
     "out_of_time_message": lambda b, _: parse.text(b, "out_of_time_message", max_len=1000),
@@ -94,6 +94,13 @@ def _smart(body: dict[str, Any]) -> dict[str, Any] | None:
         field, _, message = str(err).partition(": ")
         raise IntakeError(message, field=field) from None
     return dict(body["smart"])
+
+
+def _required_int(body: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    value = parse.integer(body, name, lo=lo, hi=hi)
+    if value is None:  # null or "": a campaign always has one
+        raise IntakeError(f"{name} must be an integer from {lo} to {hi}", field=name)
+    return value
 
 
 def _auto_replies(body: dict[str, Any]) -> dict[str, str] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ from gateway.journeys import parse_policy
 from spool.base import State
 
 MAX_KEY_LEN = 200
+# ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+_INTEGER = re.compile(r"\s*-?[0-9]+\s*")
 
 
 def text(body: Mapping[str, Any], name: str, where: str = "", *, required: bool = False,
@@ -34,7 +37,7 @@ def integer(body: Mapping[str, Any], name: str, where: str = "", *,
     value = body.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON has one number type: 7.0 is the integer 7

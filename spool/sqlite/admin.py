@@ -65,7 +65,9 @@ class AdminMixin:
                     f"INSERT INTO campaigns (tenant, name, created_at, {cols}) "
                     f"VALUES (?, ?, ?, {marks})",
                     (campaign.tenant, campaign.name, time.time(), *values.values()))
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError as err:
+                if "UNIQUE" not in str(err):
+                    raise
                 raise Conflict(f"campaign {campaign.name!r} already exists") from None
             new_id = cur.lastrowid
         created = await self.campaign_by_id(new_id or 0)
