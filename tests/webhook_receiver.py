@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -42,9 +44,9 @@ class Receiver:
         return [e for e in self.events if e["type"] == kind]
 
 
-@pytest.fixture
-async def receiver():
-    rec = Receiver()
+@asynccontextmanager
+async def serving(rec: Receiver) -> AsyncIterator[Receiver]:
+    """`rec` answering POST /hook on a free loopback port (its `url`)."""
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
     runner = web.AppRunner(app)
@@ -52,7 +54,15 @@ async def receiver():
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
-    yield rec
-    await runner.cleanup()
+    try:
+        yield rec
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver():
+    async with serving(Receiver()) as rec:
+        yield rec
 
 

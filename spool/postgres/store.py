@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 
 from spool import rows
+from spool.actions import OperatorActions
 from spool.base import (
     CampaignCounts,
     Conflict,
@@ -53,7 +54,7 @@ _FOLD = (
     "  ON CONFLICT (campaign) DO UPDATE SET cost = campaign_costs.cost + excluded.cost")
 
 
-class PostgresStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin,
+class PostgresStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin,
                     FallbacksMixin, DispatchMixin):
     def __init__(self, url: str, *, pool_size: int = 10, synchronous: str = "full",
                  **_: object) -> None:
@@ -139,15 +140,6 @@ class PostgresStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin,
             raise Conflict(f"message {message_id} is {fresh.state.name}; cannot {action} it",
                            state=fresh.state)
         return await self.get_message(current.tenant, message_id)
-
-    async def cancel_message(self, tenant: int | None, message_id: int) -> Message:
-        cancellable = (State.NONE, State.TO_PROCESS, State.UNCONFIRMED)
-        return await self._move(tenant, message_id, cancellable, State.CANCELLED, "cancelled",
-                                "cancel")
-
-    async def release_message(self, tenant: int | None, message_id: int) -> Message:
-        return await self._move(tenant, message_id, (State.NONE, State.UNCONFIRMED),
-                                State.TO_PROCESS, "released", "release")
 
     async def counts(self) -> list[CampaignCounts]:
         await self._fold()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from spool import rows
+from spool.actions import OperatorActions
 from spool.base import (
     Blocked,
     CampaignCounts,
@@ -37,7 +38,7 @@ from spool.sqlite.outbox import OutboxMixin
 _CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
 
 
-class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
+class SqliteStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
     def __init__(self, path: str | Path, *, synchronous: str = "full",
                  busy_timeout_ms: int = 5000, **_: object) -> None:
         self.db = SqliteDb(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
@@ -146,15 +147,6 @@ class SqliteStore(AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
             raise Conflict(f"message {message_id} is {fresh.state.name}; cannot {action} it",
                            state=fresh.state)
         return await self.get_message(current.tenant, message_id)
-
-    async def cancel_message(self, tenant: int | None, message_id: int) -> Message:
-        cancellable = (State.NONE, State.TO_PROCESS, State.UNCONFIRMED)
-        return await self._move(tenant, message_id, cancellable, State.CANCELLED, "cancelled",
-                                "cancel")
-
-    async def release_message(self, tenant: int | None, message_id: int) -> Message:
-        return await self._move(tenant, message_id, (State.NONE, State.UNCONFIRMED),
-                                State.TO_PROCESS, "released", "release")
 
     async def counts(self) -> list[CampaignCounts]:
         found = await self.db.reader.execute_fetchall(

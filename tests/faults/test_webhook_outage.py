@@ -21,7 +21,7 @@ from aiohttp import web
 
 from spool.base import State
 from tests.faults.common import settle
-from tests.webhook_receiver import SECRET, Receiver
+from tests.webhook_receiver import SECRET, Receiver, serving
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.parametrize("backend", ["sqlite"])]
 
@@ -55,16 +55,8 @@ class CountingReceiver(Receiver):
 
 @pytest.fixture
 async def counting_receiver():
-    rec = CountingReceiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
-    yield rec
-    await runner.cleanup()
+    async with serving(CountingReceiver()) as rec:
+        yield rec
 
 
 def due_times(db: Path) -> list[float]:
