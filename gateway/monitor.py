@@ -91,6 +91,9 @@ class Monitor:
         self._started: dict[int, float] = {}
         self.sampled_at: float | None = None
 
+    def now(self) -> float:
+        return self._clock()
+
     # this node's sends ---------------------------------------------------------
     def timed(self, mark: MarkStarted) -> MarkStarted:
         """Wrap the start mark: a send's latency runs from it to the channel's answer."""

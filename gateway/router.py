@@ -2,8 +2,10 @@
 
 Each channel has a runner that owns its queue, its workers (as many as the
 channel's concurrency: 1 for a modem port), its throttle
-(`time_between_ms` plus jitter), its daily cap and its circuit breaker (a
-channel that fails `block_after` times in a row rests `block_for_s`).
+(`time_between_ms` plus jitter), its daily cap and its circuit breaker: a
+channel that fails `block_after` times in a row rests `block_for_s`, then
+sends one probe; the probe's success closes the breaker, its failure rests
+the channel again for twice as long (up to MAX_REST_S).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -25,8 +29,112 @@ log = structlog.get_logger("smsgw.router")
 
 DEFAULT_SEND_TIMEOUT_S = 60.0
 
+# A failed probe doubles the rest up to this (or `block_for_s` if longer):
+# after a long outage the provider is back within five minutes of the next
+# probe, and an hour-long outage costs about fifteen probes.
+MAX_REST_S = 300.0
+
 MarkStarted = Callable[[int, str], Awaitable[None]]
 Sink = Callable[[Outcome], Awaitable[None]]  # returns once the outcome is durable
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Leave to send one message: `probe` is the half-open trial; `epoch`
+    the breaker period the send started in."""
+
+    probe: bool
+    epoch: int
+
+
+class Breaker:
+    """A channel's circuit breaker, apart from I/O (it only logs its
+    transitions): asked before each send, told how each send ended.
+
+    closed: sends freely; `block_after` transient failures in a row open it.
+    open: takes nothing until `blocked_until`.
+    half_open: one probe at a time. Its success closes the breaker and
+    resets the rest; its transient failure opens it again at once for twice
+    the last rest. A send that started in an earlier period (in flight when
+    the breaker opened) changes nothing and is not charged to its message.
+    """
+
+    def __init__(self, channel: str, block_after: int, block_for_s: float) -> None:
+        self._channel = channel
+        self._block_after = block_after
+        self._block_for_s = block_for_s
+        self._max_rest_s = max(block_for_s, MAX_REST_S)
+        self._epoch = 0  # moves on at every transition
+        self._tripped_at: float | None = None  # None: closed
+        self.fail_streak = 0
+        self.blocked_until = 0.0
+        self.rest_s = 0.0  # the current or last rest; 0 while closed
+        self.probing = False
+        self.failed_probes = 0  # since the breaker opened
+
+    def state(self, now: float) -> BreakerState:
+        if self._tripped_at is None:
+            return "closed"
+        return "open" if now < self.blocked_until else "half_open"
+
+    def room(self, now: float, capacity: int) -> int:
+        """How many messages the channel may hold (queued or sending)."""
+        state = self.state(now)
+        return capacity if state == "closed" else 1 if state == "half_open" else 0
+
+    def admit(self, now: float, message_id: int) -> Ticket | None:
+        state = self.state(now)
+        if state == "closed":
+            return Ticket(False, self._epoch)
+        if state == "open" or self.probing:
+            return None
+        self.probing = True
+        log.info("channel.probe", channel=self._channel, id=message_id,
+                 down_s=round(now - (self._tripped_at or now)))
+        return Ticket(True, self._epoch)
+
+    def release(self, ticket: Ticket) -> None:
+        """The send is over; a probe that ended without a verdict on the
+        channel (a permanent error, cancelled) lets the next message probe."""
+        if ticket.probe and ticket.epoch == self._epoch:
+            self.probing = False
+
+    def succeeded(self, ticket: Ticket, now: float) -> None:
+        if ticket.probe:
+            log.info("channel.recovered", channel=self._channel,
+                     down_s=round(now - (self._tripped_at or now)),
+                     failed_probes=self.failed_probes)
+            self._epoch += 1
+            self._tripped_at, self.probing, self.failed_probes = None, False, 0
+            self.fail_streak, self.rest_s = 0, 0.0
+        elif ticket.epoch == self._epoch:
+            self.fail_streak = 0
+
+    def failed(self, ticket: Ticket, now: float, error: str) -> bool:
+        """Record a transient failure; True when it is charged to the message."""
+        if ticket.probe:
+            self.probing = False
+            self.failed_probes += 1
+            self._open(now, min(self.rest_s * 2, self._max_rest_s))
+            log.warning("channel.probe_failed", channel=self._channel, seconds=self.rest_s,
+                        failed_probes=self.failed_probes, error=error)
+            return True
+        if ticket.epoch != self._epoch:
+            return False  # started before the breaker opened: the channel's failure
+        self.fail_streak += 1
+        if self.fail_streak >= self._block_after:
+            log.warning("channel.blocked", channel=self._channel, failures=self.fail_streak,
+                        seconds=self._block_for_s, error=error)
+            self._tripped_at = now
+            self._open(now, self._block_for_s)
+        return True
+
+    def _open(self, now: float, rest_s: float) -> None:
+        self._epoch += 1
+        self.fail_streak = 0
+        self.rest_s = rest_s
+        self.blocked_until = now + rest_s
 
 
 class ChannelRunner:
@@ -51,8 +159,7 @@ class ChannelRunner:
         self._ready = asyncio.Condition()
         self.load = 0  # queued + sending
         self._next_slot = 0.0
-        self.fail_streak = 0
-        self.blocked_until = 0.0
+        self.breaker = Breaker(self.name, cfg.block_after, cfg.block_for_s)
         self.last_error: str | None = None
         self._day = ""
         self.sent_today = 0
@@ -61,15 +168,23 @@ class ChannelRunner:
         self.freed: Callable[[], None] = lambda: None
 
     # routing view ----------------------------------------------------------
+    @property
+    def blocked_until(self) -> float:
+        return self.breaker.blocked_until
+
+    @property
+    def fail_streak(self) -> int:
+        return self.breaker.fail_streak
+
     def up(self) -> bool:
         return self._cfg.enabled and self.channel.health().up
 
     def eligible(self, now: float) -> bool:
-        return (self.load < self.capacity and now >= self.blocked_until and self.up()
+        return (self.load < self.breaker.room(now, self.capacity) and self.up()
                 and not self._capped(now))
 
     def free(self, now: float) -> int:
-        return self.capacity - self.load if self.eligible(now) else 0
+        return self.breaker.room(now, self.capacity) - self.load if self.eligible(now) else 0
 
     def _capped(self, now: float) -> bool:
         if not self._cfg.daily_limit:
@@ -111,22 +226,23 @@ class ChannelRunner:
             async with self._ready:
                 await self._ready.wait_for(lambda: bool(self._queue))
                 message = self._queue.popleft()
+            ticket = self.breaker.admit(self._clock(), message.id) if self.up() else None
             try:
-                if self._resting():
-                    # Blocked or down since this was queued: back to the spool
-                    # at once, unsent, so the router can pick another channel.
+                if ticket is None:
+                    # Resting, probing or down since this was queued: back to
+                    # the spool at once, unsent, so the router can pick
+                    # another channel.
                     await self._sink(Retry(message.id, None, f"channel {self.name} unavailable",
                                            self._clock(), counts_as_attempt=False))
                     continue
                 await self._throttle()
                 await self._mark_started(message.id, self.name)
-                await self._sink(await self._send(message))
+                await self._sink(await self._send(message, ticket))
             finally:
+                if ticket is not None:
+                    self.breaker.release(ticket)
                 self.load -= 1
                 self.freed()
-
-    def _resting(self) -> bool:
-        return self._clock() < self.blocked_until or not self.up()
 
     async def _throttle(self) -> None:
         gap_ms = self._cfg.time_between_ms
@@ -139,7 +255,7 @@ class ChannelRunner:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def _send(self, m: Claimed) -> Outcome:
+    async def _send(self, m: Claimed, ticket: Ticket) -> Outcome:
         out = OutgoingMessage(id=m.id, destination=m.destination, text=m.message,
                               kind="whatsapp" if m.kind == "whatsapp" else "sms",
                               data=m.data or {}, attempt=m.attempts + 1)
@@ -150,11 +266,11 @@ class ChannelRunner:
             self.failed_total += 1
             return Failed(m.id, self.name, _describe(err))
         except (TransientError, TimeoutError) as err:
-            return self._transient(m, err)
+            return self._transient(m, ticket, err)
         except Exception as err:  # a driver bug must not kill the worker
             log.exception("channel.send_crashed", channel=self.name, id=m.id)
-            return self._transient(m, err)
-        self.fail_streak = 0
+            return self._transient(m, ticket, err)
+        self.breaker.succeeded(ticket, self._clock())
         self.sent_total += 1
         self._roll_day(self._clock())
         self.sent_today += 1
@@ -164,26 +280,27 @@ class ChannelRunner:
                     self._clock(), delivered=receipt.delivered, part_refs=receipt.part_refs,
                     destination=m.destination)
 
-    def _transient(self, m: Claimed, err: BaseException) -> Outcome:
+    def _transient(self, m: Claimed, ticket: Ticket, err: BaseException) -> Outcome:
         now = self._clock()
         self.failed_total += 1
         self.last_error = _describe(err)
-        self.fail_streak += 1
-        if self.fail_streak >= self._cfg.block_after:
-            self.blocked_until = now + self._cfg.block_for_s
-            log.warning("channel.blocked", channel=self.name, failures=self.fail_streak,
-                        seconds=self._cfg.block_for_s, error=self.last_error)
-            self.fail_streak = 0
-        attempts = m.attempts + 1
-        if attempts >= self._policy.max_attempts:
+        # Sends made while the breaker was closed are the message's attempts:
+        # nothing yet says the channel is at fault. So is the probe: a message
+        # the provider refuses by itself would otherwise be the probe after
+        # every rest and keep the channel shut. A send that was in flight
+        # when the breaker opened is the channel's failure, not the message's.
+        charged = self.breaker.failed(ticket, now, self.last_error)
+        attempts = m.attempts + (1 if charged else 0)
+        if charged and attempts >= self._policy.max_attempts:
             return Failed(m.id, self.name,
                           f"{self.last_error} (gave up after {attempts} attempts)")
-        delay = min(self._policy.retry_max_s, self._policy.retry_base_s * 2 ** (attempts - 1))
+        delay = min(self._policy.retry_max_s,
+                    self._policy.retry_base_s * 2 ** (max(attempts, 1) - 1))
         delay *= self._rng.uniform(0.5, 1.0)  # full-ish jitter: retries do not stampede
         hinted = getattr(err, "retry_after_s", None)
         if hinted:
             delay = max(delay, hinted)
-        return Retry(m.id, self.name, self.last_error, now + delay)
+        return Retry(m.id, self.name, self.last_error, now + delay, counts_as_attempt=charged)
 
 
 def _named(channel: str, names: Sequence[str]) -> bool:

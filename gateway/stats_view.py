@@ -168,6 +168,7 @@ def channel_view(r: ChannelRunner, monitor: Monitor | None, now: float, live: bo
         "last_error": r.last_error or (health.last_error if health else None),
         "in_flight": r.load, "sent_today": r.sent_today, "daily_limit": daily_limit or None,
         "blocked_until": iso(r.blocked_until) if r.blocked_until > now else None,
+        "breaker": r.breaker.state(now),
         "cost": r.cost,
     }
 
@@ -179,6 +180,8 @@ def _channel_status(r: ChannelRunner, now: float) -> str:
         return "down"
     if now < r.blocked_until:
         return "resting"
+    if r.breaker.state(now) == "half_open":
+        return "probing"  # the rest is over: one message tries the channel
     if r._cfg.daily_limit and r.sent_today >= r._cfg.daily_limit:
         return "daily limit"
     return "up"

@@ -60,7 +60,10 @@ async def scope_of(request: web.Request) -> stats_view.Scope:
 async def stats(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     scope = await scope_of(request)
-    body = await stats_view.build(services.store, services.router, services.monitor, scope)
+    # The daemon's clock (the one the breakers and schedules run on).
+    now = services.monitor.now() if services.monitor else None
+    body = await stats_view.build(services.store, services.router, services.monitor, scope,
+                                  now=now)
     body["node"] = services.settings.dispatcher.node_name
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
@@ -85,4 +88,5 @@ async def refresh(services: Services) -> None:
              for c in await services.store.list_campaigns()}
     services.monitor.metrics.spool(await services.store.counts(), names,
                                    await services.store.outbox_backlog())
-    services.monitor.metrics.channels(services.router.runners.values())
+    services.monitor.metrics.channels(services.router.runners.values(),
+                                      services.monitor.now())
