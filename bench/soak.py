@@ -136,23 +136,36 @@ def rss_parts_mb(pid: int) -> dict[str, float]:
     return parts
 
 
-async def sample_rss(daemon: Daemon, every_s: float, stop: asyncio.Event, anon: list[float]
-                     ) -> list[tuple[float, float]]:
+def sqlite_heap_mb(url: str) -> float | None:
+    """The daemon's smsgw_sqlite_heap_bytes from /metrics (loopback needs no token)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("smsgw_sqlite_heap_bytes "):
+                return float(line.split()[1]) / 2**20
+    return None
+
+
+async def sample_rss(daemon: Daemon, every_s: float, stop: asyncio.Event, anon: list[float],
+                     sqlite: list[float | None]) -> list[tuple[float, float]]:
     began = time.monotonic()
     series: list[tuple[float, float]] = []
 
-    def sample() -> None:
+    async def sample() -> None:
+        heap = await asyncio.to_thread(sqlite_heap_mb, daemon.work.url)
         series.append((time.monotonic() - began, rss_mb(daemon.pid)[0]))
         anon.append(rss_parts_mb(daemon.pid)["anon"])
+        sqlite.append(heap)
 
     while True:
         daemon.check_alive()
-        sample()
+        await sample()
         try:
             await asyncio.wait_for(stop.wait(), every_s)
         except TimeoutError:
             continue
-        sample()
+        await sample()
         return series
 
 
@@ -177,10 +190,10 @@ def wait_delivered(work: Workdir, accepted: int, timeout_s: float = 120.0) -> in
         time.sleep(1.0)
 
 
-async def soak(daemon: Daemon, key: str, args: argparse.Namespace, anon: list[float]
-               ) -> tuple[Traffic, list[tuple[float, float]]]:
+async def soak(daemon: Daemon, key: str, args: argparse.Namespace, anon: list[float],
+               sqlite: list[float | None]) -> tuple[Traffic, list[tuple[float, float]]]:
     stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_rss(daemon, args.sample_s, stop, anon))
+    sampler = asyncio.create_task(sample_rss(daemon, args.sample_s, stop, anon, sqlite))
     try:
         traffic = await send_steadily(daemon.work.url, key, args.rate, args.duration_s,
                                       args.connections)
@@ -190,7 +203,7 @@ async def soak(daemon: Daemon, key: str, args: argparse.Namespace, anon: list[fl
 
 
 def report(args: argparse.Namespace, traffic: Traffic, series: list[tuple[float, float]],
-           anon: list[float], delivered: int) -> Figure:
+           anon: list[float], sqlite: list[float | None], delivered: int) -> Figure:
     warm_up_s = max(20.0, args.duration_s / 5)
     steady = [(t, mb) for t, mb in series if t >= warm_up_s] or series
     slope = slope_mb_per_min(steady)
@@ -199,6 +212,10 @@ def report(args: argparse.Namespace, traffic: Traffic, series: list[tuple[float,
                                                               strict=True)))
     log("RSS series (s, MB): " + ", ".join(f"{t:.0f}:{mb:.1f}" for t, mb in series))
     log("of which anonymous (heap), MB: " + ", ".join(f"{a:.1f}" for a in anon))
+    known = [mb for mb in sqlite if mb is not None]
+    if known:
+        log("of which SQLite's caches (bounded by cache_size), MB: "
+            + ", ".join(f"{mb:.1f}" for mb in known))
     failed = None
     if traffic.errors:
         failed = f"{len(traffic.errors)} errors, first: {traffic.errors[0]}"
@@ -216,7 +233,8 @@ def report(args: argparse.Namespace, traffic: Traffic, series: list[tuple[float,
               f"with 429/503, {len(traffic.errors)} errors, {delivered:,} delivered; RSS "
               f"{series[0][1]:.1f} -> {series[-1][1]:.1f} MB, peak "
               f"{max(mb for _, mb in series):.1f} MB; slope over the whole run "
-              f"{slope_mb_per_min(series):.2f} MB/min"))
+              f"{slope_mb_per_min(series):.2f} MB/min"
+              + (f"; SQLite heap {known[0]:.1f} -> {known[-1]:.1f} MB" if known else "")))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"soak: {args.rate} msgs/s for {args.duration_s:.0f} s against {work.url}, "
                 f"RSS every {args.sample_s:.0f} s")
             anon: list[float] = []
-            traffic, series = asyncio.run(soak(daemon, key, args, anon))
+            sqlite: list[float | None] = []
+            traffic, series = asyncio.run(soak(daemon, key, args, anon, sqlite))
             delivered = wait_delivered(work, traffic.accepted)
             daemon.check_alive()
-        figure = report(args, traffic, series, anon, delivered)
+        figure = report(args, traffic, series, anon, sqlite, delivered)
     except BenchError as err:
         log(f"soak could not run: {err}")
         return 1

@@ -33,6 +33,7 @@ from gateway.importer import SpoolFolderImporter
 from gateway.inbound import InboundHandler
 from gateway.intake import Intake
 from gateway.journeys import JourneyScheduler, Planner
+from gateway.metrics import Metrics
 from gateway.monitor import Monitor
 from gateway.recorder import Recorder
 from gateway.router import ChannelRunner, Router
@@ -100,7 +101,8 @@ class App:
         s = self.settings
         campaigns = CampaignBook(self.store, clock=self.clock)
         await campaigns.reload()
-        monitor = Monitor(clock=self.clock)
+        monitor = Monitor(Metrics(sqlite_heap=s.storage.url.startswith("sqlite:")),
+                          clock=self.clock)
         recorder = Recorder(self.store, clock=self.clock, on_recorded=monitor.recorded,
                             flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
         self.channels = self._build_channels()

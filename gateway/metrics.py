@@ -16,20 +16,25 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
 from spool.base import CampaignCounts, State
+from spool.sqlite.heap import heap_bytes
 
 # The classic text format: every Prometheus release reads it, and our names
 # need none of 1.0.0's escaping.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Modem sends take seconds; cloud APIs tens of milliseconds.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BREAKER = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, sqlite_heap: bool = False) -> None:
+        """`sqlite_heap`: the spool is SQLite, whose page caches live outside
+        Python's heap; export what the library holds (bounded by cache_size)."""
         self._outcome_children: dict[tuple[str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
@@ -52,6 +57,14 @@ class Metrics:
                              ["channel"], registry=r)
         self._in_flight = Gauge("smsgw_channel_in_flight", "Messages queued or sending",
                                 ["channel"], registry=r)
+        self._breaker = Gauge("smsgw_channel_breaker", "Circuit breaker: 0 closed, "
+                              "1 half-open (one probe at a time), 2 open (resting)",
+                              ["channel"], registry=r)
+        # process_resident_memory_bytes, CPU seconds, open fds (Linux /proc).
+        ProcessCollector(registry=r)
+        if sqlite_heap and heap_bytes() is not None:
+            Gauge("smsgw_sqlite_heap_bytes", "Memory the SQLite library holds: page caches, "
+                  "statements, schema", registry=r).set_function(lambda: heap_bytes() or 0)
 
     def outcome(self, channel: str, state: str, n: int = 1) -> None:
         key = (channel, state)
@@ -79,11 +92,12 @@ class Metrics:
             self._cost.labels(tenant, campaign).set(c.cost)
         self._backlog.set(webhook_backlog)
 
-    def channels(self, runners: Iterable[Any]) -> None:
+    def channels(self, runners: Iterable[Any], now: float) -> None:
         self._signal.clear()
         for runner in runners:
             self._up.labels(runner.name).set(1 if runner.up() else 0)
             self._in_flight.labels(runner.name).set(runner.load)
+            self._breaker.labels(runner.name).set(_BREAKER[runner.breaker.state(now)])
             signal = runner.channel.health().signal_dbm
             if signal is not None:
                 self._signal.labels(runner.name).set(signal)

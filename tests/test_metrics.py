@@ -66,3 +66,78 @@ async def test_each_daemon_has_its_own_registry(make_gateway) -> None:
     await first.wait_for(counted)
     other = await scrape(second)
     assert not any(n == "smsgw_messages_total" for n, _ in other)
+
+
+async def test_process_memory_and_the_sqlite_heap_are_exported(make_gateway, backend) -> None:
+    gw = await make_gateway()
+    await send(gw, "default", 3)
+    found = await scrape(gw)
+    names = {name for name, _ in found}
+    # Our own registry: the process collector must be added to it explicitly.
+    assert found[("process_resident_memory_bytes", ())] > 10 * 2**20
+    assert "process_open_fds" in names
+    if backend == "sqlite":
+        # The spool's page caches live in SQLite's heap, which Python cannot see.
+        assert found[("smsgw_sqlite_heap_bytes", ())] > 100_000
+    else:
+        assert "smsgw_sqlite_heap_bytes" not in names
+
+
+def test_the_sqlite_heap_is_read_from_the_library_in_use() -> None:
+    import sqlite3
+
+    from spool.sqlite.heap import heap_bytes
+
+    before = heap_bytes()
+    assert before is not None, "the sqlite3 module's library was not found in the memory map"
+    conn = sqlite3.connect(":memory:")
+    conn.execute("PRAGMA cache_size=-8192")
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", ((f"{i:0200d}",) for i in range(20_000)))
+    grown = heap_bytes()
+    conn.close()
+    assert grown is not None and grown - before > 3 * 2**20  # 4 MB of rows cached
+    after = heap_bytes()
+    assert after is not None and after < grown
+
+
+async def test_the_breaker_is_visible_open_probing_and_open_again(make_gateway) -> None:
+    import datetime as dt
+
+    from tests.test_stats import stats
+
+    now = [1_900_000_000.0]
+    gw = await make_gateway(clock=lambda: now[0], channels=[loopback_channel(
+        "flaky", transient_failure_rate=1.0, block_after=2, block_for_s=60,
+        latency_ms=1500)])
+    await send(gw, "default", 3)
+
+    async def channel() -> dict:
+        view = await stats(gw, gw.key)
+        return {c["name"]: c for c in view["channels"]}["flaky"]
+
+    async def breaker() -> float:
+        return (await scrape(gw))[("smsgw_channel_breaker", (("channel", "flaky"),))]
+
+    async def is_open() -> bool:
+        return await breaker() == 2
+    await gw.wait_for(is_open)
+    ch = await channel()
+    assert (ch["status"], ch["breaker"]) == ("resting", "open")
+
+    now[0] += 61  # the rest is over: one message, and only one, tries the channel
+
+    async def probing() -> dict | None:
+        ch = await channel()
+        return ch if ch["status"] == "probing" and ch["in_flight"] == 1 else None
+    ch = await gw.wait_for(probing)
+    assert ch["breaker"] == "half_open" and ch["blocked_until"] is None
+    assert await breaker() == 1
+
+    # The probe fails too: resting again at once, twice as long.
+    async def reopened() -> dict | None:
+        ch = await channel()
+        return ch if ch["breaker"] == "open" else None
+    ch = await gw.wait_for(reopened)
+    until = dt.datetime.fromisoformat(ch["blocked_until"]).timestamp()
+    assert until - now[0] == pytest.approx(120, abs=1)
