@@ -112,6 +112,12 @@ async def test_bad_requests_get_json_errors(gateway: Running) -> None:
     async with gateway.session.post(url, headers=h, json={"messages": [
             {"destination": "1", "message": "m"}] * 1001}) as r:
         assert r.status == 400 and (await r.json())["field"] == "messages"
+    # smsgw's own annotations cannot be forged: leave to pass the blacklist, a price.
+    for reserved in ({"bypass_blacklist": True}, {"price": 0}, {"channel": "loop-a"}):
+        async with gateway.session.post(url, headers=h, json={"messages": [
+                {"destination": "098344484", "message": "m", "data": {"_smsgw": reserved}}]}
+                ) as r:
+            assert r.status == 400 and (await r.json())["field"] == "messages[0].data._smsgw"
     async with gateway.session.post(url, headers=h, data=b"x" * 2_000_000) as r:
         assert r.status == 413 and (await r.json())["field"] == "body"
     async with gateway.session.post(url, headers={"X-Api-Key": "sgw_wrong"},

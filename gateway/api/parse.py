@@ -46,12 +46,19 @@ def integer(body: Mapping[str, Any], name: str, where: str = "", *,
     return value
 
 
+RESERVED = "_smsgw"
+
+
 def submission(body: Any, where: str = "") -> Submission:
     if not isinstance(body, Mapping):
         raise IntakeError("expected a JSON object", field=where.rstrip(".") or "body")
     data = body.get("data")
     if data is not None and not isinstance(data, dict):
         raise IntakeError("data must be an object", field=where + "data")
+    if data is not None and RESERVED in data:
+        # smsgw's own annotations (a pinned channel, a journey's price, leave
+        # to pass the blacklist) are set by smsgw, never by a client.
+        raise IntakeError("data._smsgw is reserved for smsgw", field=where + "data._smsgw")
     smart = body.get("smart")
     if smart is not None:
         try:
