@@ -4,26 +4,38 @@ Claims take only what the channels can start soon, so a lease never waits
 long behind a slow modem. Just before a channel is asked to send, the row
 gets `started_at` (through the recorder, committed with its neighbours);
 that mark is what tells recovery whether a crashed send may have gone out.
+
+A store that is away (full disk, locked file, server down) is ridden out
+here with a short capped back-off, not by crashing to the supervisor, whose
+back-off grows to 30 s: dispatch resumes within seconds of the store's
+return. A claim that raised gave this node nothing to send: SQLite rolled
+it back, and what PostgreSQL may have committed before the connection broke
+stays leased to this node, unsent, until its next start requeues it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 
+from drivers.whatsapp.payload import template_category
 from gateway.campaigns import CampaignBook
 from gateway.recorder import Recorder
 from gateway.router import Router
 from gateway.settings import DispatcherSettings
-from spool.base import Blocked, Claimed, Retry, Store
+from spool.base import MARKETING_STOPPED, Blocked, Claimed, Retry, Store, StoreError
 
 log = structlog.get_logger("smsgw.dispatcher")
 
 NO_CHANNEL_RETRY_S = 5.0
+STORE_RETRY_FIRST_S = 0.5  # then doubling, up to:
+STORE_RETRY_MAX_S = 5.0
+
+T = TypeVar("T")
 
 
 class Dispatcher:
@@ -38,7 +50,9 @@ class Dispatcher:
         self._clock = clock
         self.node = policy.node_name
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._claiming = True
+        self._outage = StoreOutage("claim", clock=clock)
         self._pacer = Pacer()
         self.claimed_total = 0
 
@@ -47,6 +61,7 @@ class Dispatcher:
 
     def stop_claiming(self) -> None:
         self._claiming = False
+        self._stopping.set()
         self._wake.set()
 
     async def run(self) -> None:
@@ -64,9 +79,15 @@ class Dispatcher:
                         continue
                     await _wait(self._router.capacity_changed, poll_s)
                     continue
-                await self._campaigns.fresh()
                 now = self._clock()
-                batch = await self._claim(free, now)
+                try:
+                    await self._campaigns.fresh()
+                    batch = await self._claim(free, now)
+                except StoreError as err:
+                    await self._store_away(err, handing)
+                    handing, in_hand = None, 0
+                    continue
+                self._outage.over()
                 if handing is not None:  # its blacklist check ran beside this claim
                     await handing
                     handing, in_hand = None, 0
@@ -80,6 +101,12 @@ class Dispatcher:
             if handing is not None:
                 await handing
 
+    async def _store_away(self, err: StoreError, handing: asyncio.Task[None] | None) -> None:
+        if handing is not None:
+            await handing
+        # A wake (new intake, stop) ends the wait early: the store may be back.
+        await _wait(self._wake, self._outage.failed(err))
+
     async def _claim(self, free: int, now: float) -> list[Claimed]:
         """Unpaced campaigns in one claim; each paced campaign whose slot is
         due gets one message (its `time_between_ms` apart)."""
@@ -90,7 +117,12 @@ class Dispatcher:
         for campaign in due:
             if len(batch) >= free:
                 break
-            one = await self._store.claim(self.node, 1, now, lease, [campaign])
+            try:
+                one = await self._store.claim(self.node, 1, now, lease, [campaign])
+            except StoreError:
+                if not batch:
+                    raise
+                break  # what was claimed is committed: hand it out; the next claim meets this
             if one:
                 self._pacer.sent(campaign, now)
             batch += one
@@ -99,10 +131,21 @@ class Dispatcher:
     async def _dispatch(self, batch: list[Claimed]) -> None:
         checked = [(m.destination, m.campaign) for m in batch
                    if self._campaigns.dncr(m.campaign) and not _meta(m).get("bypass_blacklist")]
-        hits = await self._store.blacklisted(checked) if checked else set()
+        try:
+            # The rows are claimed (their leases are renewed meanwhile): a failed
+            # lookup is retried, never skipped and never the batch dropped.
+            hits = await self._retrying("blacklist", lambda: self._store.blacklisted(checked)
+                                        ) if checked else set()
+            stopped = await self._retrying("blacklist", lambda: self._marketing_stopped(batch))
+        except StoreError:  # stopping while the store is away: none was offered
+            self._give_back(batch, "shutting down")
+            return
         for message in batch:
             if (message.destination, message.campaign) in hits:
                 self._recorder.put(Blocked(message.id, "destination is on the blacklist"))
+                continue
+            if message.id in stopped:
+                self._recorder.put(Blocked(message.id, MARKETING_STOPPED))
                 continue
             runner = self._router.pick(self._pool(message), message.kind)
             if runner is None:
@@ -111,6 +154,39 @@ class Dispatcher:
                                          counts_as_attempt=False))
                 continue
             await runner.offer(message)
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` until the store answers, with the short back-off; the last
+        StoreError once claiming stops."""
+        outage = StoreOutage(what, clock=self._clock)
+        while True:
+            try:
+                result = await call()
+            except StoreError as err:
+                if not self._claiming:
+                    raise
+                await _pause(self._stopping, outage.failed(err))
+                continue
+            outage.over()
+            return result
+
+    def _give_back(self, batch: list[Claimed], why: str) -> None:
+        """Return rows no channel was handed: they were never sent."""
+        now = self._clock()
+        for message in batch:
+            self._recorder.put(Retry(message.id, None, why, now, counts_as_attempt=False))
+
+    async def _marketing_stopped(self, batch: list[Claimed]) -> set[int]:
+        """WhatsApp marketing templates whose customer stopped marketing messages
+        on a channel that could send them. Meta refuses those anyway (131050);
+        the customer's own word counts even where `dncr_check` is off."""
+        asked = {m.id: [(m.destination, r.name)
+                        for r in self._router.pool(self._pool(m), m.kind)]
+                 for m in batch if m.kind == "whatsapp"
+                 and template_category(m.data, _meta(m).get("category")) == "marketing"}
+        pairs = [p for candidates in asked.values() for p in candidates]
+        found = await self._store.marketing_stopped(pairs) if pairs else set()
+        return {mid for mid, candidates in asked.items() if found.intersection(candidates)}
 
     def _pool(self, message: Claimed) -> tuple[str, ...]:
         # A reply goes back through the channel the customer wrote to.
@@ -131,25 +207,35 @@ class Dispatcher:
     async def lease_keeper(self) -> None:
         """Renew this node's leases and take back those of nodes that died."""
         period = self._policy.claim_lease_s / 3
+        outage = StoreOutage("leases", clock=self._clock)
+        wait_s = period
         while True:
-            await asyncio.sleep(period)
-            now = self._clock()
-            await self._store.renew_leases(self.node, now + self._policy.claim_lease_s)
-            got = await self._store.recover(now)
-            if got.requeued or got.in_doubt:
-                log.warning("leases.expired", requeued=got.requeued, in_doubt=got.in_doubt,
-                            resent=got.resent)
+            await asyncio.sleep(wait_s)
+            try:
+                await self._keep_leases()
+            except StoreError as err:
+                # Soon again, not a period later: the leases run out meanwhile.
+                wait_s = min(outage.failed(err), period)
+                continue
+            outage.over()
+            wait_s = period
+
+    async def _keep_leases(self) -> None:
+        now = self._clock()
+        await self._store.renew_leases(self.node, now + self._policy.claim_lease_s)
+        got = await self._store.recover(now)
+        if got.requeued or got.in_doubt:
+            log.warning("leases.expired", requeued=got.requeued, in_doubt=got.in_doubt,
+                        resent=got.resent)
 
     # shutdown -------------------------------------------------------------------
     def return_queued(self) -> int:
         """Hand back what no channel has started; it was never sent."""
-        now = self._clock()
         count = 0
         for runner in self._router.runners.values():
-            for message in runner.take_queued():
-                self._recorder.put(Retry(message.id, None, "shutting down", now,
-                                         counts_as_attempt=False))
-                count += 1
+            taken = runner.take_queued()
+            self._give_back(taken, "shutting down")
+            count += len(taken)
         return count
 
     async def wait_in_flight(self, timeout_s: float) -> bool:
@@ -161,6 +247,35 @@ class Dispatcher:
             self._router.capacity_changed.clear()
             await _wait(self._router.capacity_changed, min(left, 0.1))
         return True
+
+
+class StoreOutage:
+    """One loop's view of a store that is away: the wait before each retry
+    (0.5 s doubling to 5 s), and a log line when the outage starts and one
+    when it ends, not one per retry."""
+
+    def __init__(self, task: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._task = task
+        self._clock = clock
+        self._delay_s = STORE_RETRY_FIRST_S
+        self._since: float | None = None
+        self._tries = 0
+
+    def failed(self, err: StoreError) -> float:
+        """Note a failed try; return how long to wait before the next."""
+        delay_s, self._delay_s = self._delay_s, min(self._delay_s * 2, STORE_RETRY_MAX_S)
+        self._tries += 1
+        if self._since is None:
+            self._since = self._clock()
+            log.warning("dispatcher.store_unavailable", task=self._task, error=str(err),
+                        retry_in_s=delay_s, retry_max_s=STORE_RETRY_MAX_S)
+        return delay_s
+
+    def over(self) -> None:
+        if self._since is not None:
+            log.info("dispatcher.store_back", task=self._task, failed_tries=self._tries,
+                     outage_s=round(self._clock() - self._since, 1))
+        self._since, self._tries, self._delay_s = None, 0, STORE_RETRY_FIRST_S
 
 
 class Pacer:
@@ -201,6 +316,15 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     except TimeoutError:
         pass
     event.clear()
+
+
+async def _pause(event: asyncio.Event, timeout_s: float) -> None:
+    """Sleep `timeout_s`, or less if `event` is set; the event stays set."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        pass
 
 
 def _meta(message: Claimed) -> dict[str, Any]:

@@ -8,6 +8,11 @@ schedule answers with its out-of-time message. Every side effect is
 idempotent (blacklist insert, reply keyed by the inbound's reference) and
 happens before the inbound row is stored, so a crash in between and the
 channel's redelivery of the same message repeat nothing.
+
+A WhatsApp marketing stop or resume (Meta's `user_preferences`, or 131050)
+comes through here too, but is no message: it only sets or lifts that
+channel's marketing stop for the number (no inbound row, which would open
+the 24-hour window; no reply; nothing else on the blacklist changes).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import structlog
 
 from drivers.base import InboundMessage
+from drivers.whatsapp.preferences import MarketingPreference, preference_of
 from gateway.campaigns import CampaignBook
 from gateway.phone import InvalidNumber, normalize
 from gateway.settings import InboundSettings
@@ -67,6 +73,12 @@ class InboundHandler:
         self._clock = clock
 
     async def __call__(self, message: InboundMessage) -> int:
+        """Handle one inbound message; its inbound row's id (0: a preference, not stored)."""
+        preference = preference_of(message)
+        # Only a WhatsApp channel speaks for Meta.
+        if preference is not None and self._kind_of(message.channel) == "whatsapp":
+            await self._marketing(preference)
+            return 0
         sender = self._e164(message.sender)
         if message.provider_ref is not None:
             seen = await self._store.inbound_by_ref(message.channel, message.provider_ref)
@@ -115,6 +127,20 @@ class InboundHandler:
             log.info("inbound.opt_out", sender=sender, campaign=scope)
         if decision.reply:
             await self._reply(decision, message, sender, last, campaign)
+
+    async def _marketing(self, preference: MarketingPreference) -> None:
+        customer = self._e164(preference.customer)
+        if preference.value == "stop":
+            changed = await self._store.stop_marketing(
+                customer, preference.channel, preference.at,
+                note=f"WhatsApp: {preference.detail or 'customer stopped marketing messages'}")
+        else:
+            changed = await self._store.resume_marketing(customer, preference.channel,
+                                                         preference.at)
+        # The number in clear, as inbound.opt_out has it: the operator's way to
+        # answer "why was this number's promotion held back".
+        log.info("inbound.whatsapp_marketing", value=preference.value, sender=customer,
+                 channel=preference.channel, changed=changed)
 
     async def _reply(self, decision: Decision, message: InboundMessage, sender: str,
                      last: Message | None, campaign: Campaign | None) -> None:

@@ -282,6 +282,17 @@ class Blocked:
     reason: str
 
 
+# A customer's "stop marketing messages" on WhatsApp (Meta's user_preferences
+# webhook, or error 131050) is a blacklist entry of this scope: it holds back
+# marketing templates through that channel (one business number) and nothing else.
+MARKETING_SCOPE_PREFIX = "whatsapp_marketing:"
+MARKETING_STOPPED = "customer stopped WhatsApp marketing messages"
+
+
+def marketing_scope(channel: str) -> str:
+    return MARKETING_SCOPE_PREFIX + channel
+
+
 Outcome = Sent | Retry | Failed | Blocked
 
 
@@ -400,6 +411,10 @@ class Store(Protocol):
         """Apply pending numbered migrations; return the schema version."""
         ...
     async def ping(self) -> None: ...
+    async def check_writes(self) -> None:
+        """Raise StoreError while writes fail (full disk, locked, away), as the
+        store's own recent writes show; a probe write only when they are stale."""
+        ...
     async def schema_version(self) -> int: ...
 
     # tenants
@@ -513,9 +528,27 @@ class Store(Protocol):
                             note: str | None = None) -> int: ...
     async def blacklist_remove(self, entries: Sequence[tuple[str, int | None]]) -> int: ...
     async def blacklist_list(self, campaign: int | None = None, *, limit: int = 1000,
-                             after: str = "") -> list[tuple[str, int | None]]: ...
+                             after: str = "", scope: str = "") -> list[tuple[str, int | None]]:
+        """One page of the list; `scope` "whatsapp_marketing:<channel>" lists
+        that channel's marketing stops instead."""
+        ...
     async def blacklisted(self, pairs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Which (destination, campaign) pairs are on the global or campaign list."""
+        """Which (destination, campaign) pairs are on the global or campaign list
+        (scope '' only: a marketing stop blocks no SMS)."""
+        ...
+    # WhatsApp marketing stops: entries of `marketing_scope(channel)`, written
+    # by Meta's word only. `at` is when the customer changed their mind: a
+    # resume lifts a stop only if the stop is not newer.
+    async def stop_marketing(self, destination: str, channel: str, at: float,
+                             note: str) -> bool:
+        """True when the number was not stopped on that channel yet."""
+        ...
+    async def resume_marketing(self, destination: str, channel: str, at: float) -> bool:
+        """True when a stop was lifted."""
+        ...
+    async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]
+                                ) -> set[tuple[str, str]]:
+        """Which (destination, WhatsApp channel) pairs the customer stopped."""
         ...
 
     # spool-folder imports

@@ -13,6 +13,10 @@ loopback that speaks Meta's documented wire format.
   closed fails with 131047, as Meta does.
 - Inbound text, template quick-reply (`type: "button"`) and interactive
   `button_reply`/`list_reply` messages; the GET subscription challenge.
+- Marketing preferences: `user_preferences` webhooks (a customer stops or
+  resumes marketing messages), and a template named in
+  `marketing_templates` (what Meta's template manager files as MARKETING)
+  to a customer who stopped fails with 131050, as Meta does.
 - Scripted faults: 500s, 429 with Retry-After, hangs, specific error codes.
 
 Swapping it for Meta changes only `base_url` and credentials. Standalone:
@@ -93,6 +97,8 @@ class WhatsAppSimulator(SimulatorServer):
         self.messages: dict[str, dict[str, Any]] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.last_inbound: dict[str, float] = {}  # wa_id -> when they last wrote
+        self.marketing_templates: set[str] = set()  # names Meta files as MARKETING
+        self.marketing_stopped: set[str] = set()  # wa_ids that stopped marketing messages
         app = web.Application()
         app.router.add_post("/{version}/{number}/messages", self._send)
         app.add_routes(control_routes(self))
@@ -162,6 +168,9 @@ class WhatsAppSimulator(SimulatorServer):
         if self._window_closed(sent):
             await self.status(wamid, "failed", 131047)
             return
+        if self._marketing_refused(sent):
+            await self.status(wamid, "failed", 131050)
+            return
         outcome = self.outcomes.get(sent["to"], Outcome())
         if outcome.status != "read":
             await self.status(wamid, "sent")
@@ -175,6 +184,11 @@ class WhatsAppSimulator(SimulatorServer):
         if not self.enforce_window or sent["body"]["type"] == "template":
             return False
         return time.time() - self.last_inbound.get(sent["to"], 0.0) > WINDOW_S
+
+    def _marketing_refused(self, sent: dict[str, Any]) -> bool:
+        template = sent["body"].get("template") or {}
+        return (sent["body"]["type"] == "template" and sent["to"] in self.marketing_stopped
+                and template.get("name") in self.marketing_templates)
 
     # webhooks ---------------------------------------------------------------
     def sign(self, body: bytes) -> str:
@@ -234,19 +248,41 @@ class WhatsAppSimulator(SimulatorServer):
             message["context"] = {"from": self.display_phone_number, "id": context_id}
         return await self.inbound(sender, message, **kw)
 
-    async def post_value(self, value: dict[str, Any]) -> Delivery:
+    def set_marketing(self, customer: str, value: str) -> None:
+        """The customer stops ("stop") or resumes ("resume") marketing messages
+        in WhatsApp, and no webhook tells the business (one lost on the way)."""
+        wa_id = customer.lstrip("+")
+        if value == "stop":
+            self.marketing_stopped.add(wa_id)
+        else:
+            self.marketing_stopped.discard(wa_id)
+
+    async def user_preferences(self, customer: str, value: str, *,
+                               timestamp: int | None = None,
+                               name: str = "Cliente") -> Delivery:
+        """The customer stops or resumes marketing messages, and Meta tells the
+        business with a `user_preferences` webhook."""
+        self.set_marketing(customer, value)
+        wa_id = customer.lstrip("+")
+        item = {"wa_id": wa_id, "detail": f"User requested to {value} marketing messages",
+                "category": "marketing_messages", "value": value,
+                "timestamp": int(time.time()) if timestamp is None else timestamp}
+        return await self.post_value({"contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                                      "user_preferences": [item]}, field="user_preferences")
+
+    async def post_value(self, value: dict[str, Any], field: str = "messages") -> Delivery:
         if not self.webhook_url:
             raise ValueError("no webhook_url configured")
-        raw = dumps(self.envelope(value))
+        raw = dumps(self.envelope(value, field))
         return await self.caller.post(self.webhook_url, body=raw, headers={
             "Content-Type": "application/json", SIGNATURE_HEADER: self.sign(raw)})
 
-    def envelope(self, value: dict[str, Any]) -> dict[str, Any]:
+    def envelope(self, value: dict[str, Any], field: str = "messages") -> dict[str, Any]:
         metadata = {"display_phone_number": self.display_phone_number,
                     "phone_number_id": self.phone_number_id}
         return {"object": "whatsapp_business_account", "entry": [{"id": self.waba_id, "changes": [
-            {"field": "messages", "value": {"messaging_product": "whatsapp",
-                                            "metadata": metadata, **value}}]}]}
+            {"field": field, "value": {"messaging_product": "whatsapp",
+                                       "metadata": metadata, **value}}]}]}
 
     async def verify(self, verify_token: str, challenge: str = "1158201444") -> Delivery:
         """Meta's GET subscription check."""
@@ -325,6 +361,11 @@ def control_routes(sim: WhatsAppSimulator) -> list[web.RouteDef]:
             got = await sim.inbound_text(sender, spec.get("text", ""))
         return web.json_response({"gateway_status": got.status, "body": got.body})
 
+    async def preferences(request: web.Request) -> web.Response:
+        spec = await request.json()
+        got = await sim.user_preferences(str(spec["from"]), str(spec.get("value", "stop")))
+        return web.json_response({"gateway_status": got.status, "body": got.body})
+
     async def received(_: web.Request) -> web.Response:
         return web.json_response([{"path": r.path, "body": r.body, "at": r.at}
                                   for r in sim.received])
@@ -350,7 +391,8 @@ def control_routes(sim: WhatsAppSimulator) -> list[web.RouteDef]:
             raise web.HTTPBadRequest(reason="kind: fail | rate_limit | hang | reject")
         return web.json_response({"queued_faults": len(sim.faults)})
 
-    return [web.post("/_sim/inbound", inbound), web.get("/_sim/requests", received),
+    return [web.post("/_sim/inbound", inbound), web.post("/_sim/preferences", preferences),
+            web.get("/_sim/requests", received),
             web.post("/_sim/outcomes", outcome), web.post("/_sim/faults", fault)]
 
 

@@ -5,6 +5,8 @@ receives Meta's webhooks on the gateway's server at `/hooks/{name}`: the
 GET subscription check (`verify_token`) and POSTs signed with the app
 secret (`X-Hub-Signature-256`). Anything but a template needs the
 customer-service window open: the customer wrote in the last 24 hours.
+A customer's marketing stop or resume (the `user_preferences` webhook, or a
+send refused with 131050) goes to the gateway as a `MarketingPreference`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from drivers.base import (
 )
 from drivers.http.common import HttpChannelBase, fetch
 from drivers.whatsapp import errors, payload, webhook
+from drivers.whatsapp.preferences import STOPPED_CODE, MarketingPreference
 
 log = structlog.get_logger("smsgw.whatsapp")
 
@@ -77,6 +80,9 @@ class WhatsAppChannel(HttpChannelBase):
             receipt = _receipt(answer.body)
         except ChannelError as err:
             self._last_error = str(err)
+            if err.code == STOPPED_CODE:  # refused at once rather than in a status webhook
+                await self._events.inbound(MarketingPreference(
+                    self.name, message.destination, "stop", self._clock(), str(err)).as_inbound())
             raise
         self._last_error = None
         return receipt
@@ -114,6 +120,8 @@ class WhatsAppChannel(HttpChannelBase):
         # Stored before the 200: a failure is a 5xx and Meta delivers again.
         for message in events.inbound:
             await self._events.inbound(message)
+        for preference in events.preferences:
+            await self._events.inbound(preference.as_inbound())
         for report in events.reports:
             await self._events.report(report)
         for why in events.ignored:

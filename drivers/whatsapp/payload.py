@@ -5,13 +5,17 @@ the full shape); `message.text` is the body of a `text`, and of an
 interactive message whose spec has none. No spec at all means a plain text.
 Media captions come only from the spec: the gateway stores labels such as
 "[session 1/2 of message 7]" as the text of messages it composes, and a
-label must never reach the customer.
+label must never reach the customer. A template may say what Meta's
+template manager files it under (`category`: marketing, utility or
+authentication); it is not sent, but a marketing one is held back from a
+customer who stopped marketing messages.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +23,7 @@ from drivers.base import OutgoingMessage, PermanentError
 from drivers.whatsapp import limits
 
 TYPES = ("text", "template", "interactive", *limits.MEDIA_TYPES)
+CATEGORIES = ("marketing", "utility", "authentication")
 _DIGITS = re.compile(r"^\+?(\d{6,15})$")
 
 
@@ -43,6 +48,10 @@ def prepare(message: OutgoingMessage) -> Prepared:
     if kind not in TYPES:
         raise PermanentError(f"data.whatsapp.type {kind!r} is not one of {', '.join(TYPES)}",
                              code="whatsapp_payload")
+    if "category" in spec and str(spec["category"]).lower() not in CATEGORIES:
+        # A misspelt "marketing" would slip past the customer's marketing stop.
+        raise PermanentError(f"data.whatsapp.category {spec['category']!r} is not one of "
+                             f"{', '.join(CATEGORIES)}", code="whatsapp_payload")
     body = _envelope(message.destination, kind, str(message.id))
     # The JSON API stores "[<type>]" when a WhatsApp message comes without
     # text: a label for listings, not content.
@@ -57,6 +66,17 @@ def prepare(message: OutgoingMessage) -> Prepared:
     if context:
         body["context"] = context
     return Prepared(body, kind)
+
+
+def template_category(data: Mapping[str, Any] | None, default: str | None = None
+                      ) -> str | None:
+    """The category of a template message (`data.whatsapp.category`, any case),
+    else `default`; None for anything but a template."""
+    spec = (data or {}).get("whatsapp")
+    if not isinstance(spec, dict) or spec.get("type") != "template":
+        return None
+    declared = spec.get("category")
+    return str(declared).lower() if declared else default
 
 
 def _envelope(destination: str, kind: str, callback_data: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Meta's webhooks for the Cloud API, without I/O: the GET challenge, the
-`X-Hub-Signature-256` check, and the `messages` field turned into delivery
-reports and inbound messages.
+`X-Hub-Signature-256` check, the `messages` field turned into delivery
+reports and inbound messages, and the `user_preferences` field (a customer
+stops or resumes marketing messages) into marketing preferences.
 
 Meta retries a webhook for days and sends duplicates and out-of-order
 statuses (`read` without `delivered`, `delivered` after `failed`): every
@@ -18,6 +19,7 @@ from typing import Any
 
 from drivers.base import DeliveryReport, InboundMessage
 from drivers.whatsapp.errors import describe
+from drivers.whatsapp.preferences import MarketingPreference
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -43,6 +45,7 @@ def challenge(query: Mapping[str, str], verify_token: str) -> str | None:
 class Events:
     reports: list[DeliveryReport] = field(default_factory=list)
     inbound: list[InboundMessage] = field(default_factory=list)
+    preferences: list[MarketingPreference] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # why, for the log
 
 
@@ -60,13 +63,21 @@ def parse(channel: str, doc: Any, phone_number_id: str) -> Events:
 
 def _change(channel: str, change: dict[str, Any], number_id: str, events: Events) -> None:
     value = change.get("value") or {}
-    if change.get("field") != "messages":
+    if change.get("field") not in ("messages", "user_preferences"):
         events.ignored.append(f"field {change.get('field')!r}")
         return
     metadata = value.get("metadata") or {}
     if metadata.get("phone_number_id") not in (None, number_id):
         # Meta sends every number of the app to one callback URL.
         events.ignored.append(f"phone_number_id {metadata.get('phone_number_id')}")
+        return
+    if change["field"] == "user_preferences":
+        for item in value.get("user_preferences") or []:
+            found = preference(channel, item)
+            if isinstance(found, str):
+                events.ignored.append(found)
+            else:
+                events.preferences.append(found)
         return
     for error in value.get("errors") or []:
         events.ignored.append(f"webhook error {describe(error)}")
@@ -77,6 +88,18 @@ def _change(channel: str, change: dict[str, Any], number_id: str, events: Events
     ours = _plus(metadata.get("display_phone_number", ""))
     for message in value.get("messages") or []:
         events.inbound.append(inbound_message(channel, message, ours, names))
+
+
+def preference(channel: str, item: dict[str, Any]) -> MarketingPreference | str:
+    """A customer's marketing stop/resume, or why it is not one we act on."""
+    category, value = item.get("category"), item.get("value")
+    if category != "marketing_messages" or value not in ("stop", "resume"):
+        return f"user_preferences {category!r} {value!r}"
+    if not item.get("wa_id"):
+        return "user_preferences without wa_id"
+    return MarketingPreference(channel, _plus(str(item["wa_id"])),
+                               "stop" if value == "stop" else "resume",
+                               _float(item.get("timestamp")), str(item.get("detail") or ""))
 
 
 def status_report(channel: str, status: dict[str, Any]) -> DeliveryReport:

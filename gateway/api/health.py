@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.http import SERVICES
-from spool.base import StoreError
+from spool.base import Store, StoreError
 
 routes = web.RouteTableDef()
 
@@ -19,11 +19,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    problems = []
-    try:
-        await services.store.ping()
-    except StoreError as err:
-        problems.append(f"storage: {err}")
+    problems = await _storage_problems(services.store)
     up = [name for name, r in services.router.runners.items() if r.up()]
     if not up:
         problems.append("no channel is up")
@@ -32,3 +28,19 @@ async def readyz(request: web.Request) -> web.Response:
     status = 503 if problems else 200
     return web.json_response({"ready": not problems, "problems": problems, "channels_up": up},
                              status=status)
+
+
+async def _storage_problems(store: Store) -> list[str]:
+    # Ready means able to accept a message, which takes a write: a store
+    # that answers reads but cannot write (full disk, locked file, read-only
+    # standby) is not ready. Writes are judged by the daemon's own recent
+    # ones; the store probes only when those are a few seconds old.
+    try:
+        await store.ping()
+    except StoreError as err:
+        return [f"storage: {err}"]
+    try:
+        await store.check_writes()
+    except StoreError as err:
+        return [f"storage writes: {err}"]
+    return []

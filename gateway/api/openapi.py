@@ -219,6 +219,11 @@ _BLACKLIST = {
                     **_BLACKLIST_SCOPE},
                    params=[_CAMPAIGN_Q, _query("after", {"type": "string"},
                                                "the `next_after` of the previous page"),
+                           _query("scope", {"type": "string", "maxLength": 300,
+                                            "pattern": "^whatsapp_marketing:"},
+                                  "`whatsapp_marketing:<channel>`: who stopped marketing "
+                                  "messages on that WhatsApp channel (operator only; "
+                                  "`campaign` is then ignored)"),
                            _limit(10_000)]),
         "post": _op("Add numbers", {"200": _resp("How many were new", record(
             ["added"], {"added": {"type": "integer"}})), **_BODY, **_UNKNOWN_CAMPAIGN},
@@ -312,7 +317,7 @@ _HEALTH = {
     "/healthz": {"get": {"security": [], "summary": "Liveness: the event loop answers",
                          "responses": {"200": _resp("Alive", record(["status"], {
                              "status": {"const": "ok"}}))}}},
-    "/readyz": {"get": {"security": [], "summary": "Readiness: storage reachable, a channel up",
+    "/readyz": {"get": {"security": [], "summary": "Readiness: storage reachable and writable, a channel up",
                         "responses": {"200": _resp("Ready", ref("Readiness")),
                                       "503": _resp("Not ready", ref("Readiness"))}}},
     "/api/v1/openapi.json": {"get": {"security": [], "summary": "This description",

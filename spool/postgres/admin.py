@@ -9,7 +9,16 @@ from typing import Any
 import asyncpg
 
 from spool import rows
-from spool.base import Campaign, Conflict, ImportProgress, NotFound, State, StoreError, Tenant
+from spool.base import (
+    Campaign,
+    Conflict,
+    ImportProgress,
+    NotFound,
+    State,
+    StoreError,
+    Tenant,
+    marketing_scope,
+)
 from spool.postgres.db import PgDb
 
 
@@ -109,27 +118,55 @@ class AdminMixin:
             return 0
         found = await self.db.fetch(
             "DELETE FROM blacklist b USING unnest($1::text[], $2::bigint[]) AS v(d, c) "
-            "WHERE b.destination = v.d AND b.campaign = v.c RETURNING 1",
+            "WHERE b.destination = v.d AND b.campaign = v.c AND b.scope = '' RETURNING 1",
             [d for d, _ in entries], [c or 0 for _, c in entries])
         return len(found)
 
     async def blacklist_list(self, campaign: int | None = None, *, limit: int = 1000,
-                             after: str = "") -> list[tuple[str, int | None]]:
+                             after: str = "", scope: str = "") -> list[tuple[str, int | None]]:
         found = await self.db.fetch(
-            "SELECT destination, campaign FROM blacklist WHERE campaign = $1 "
-            "AND destination > $2 ORDER BY destination LIMIT $3", campaign or 0, after, limit)
+            "SELECT destination, campaign FROM blacklist WHERE campaign = $1 AND scope = $2 "
+            "AND destination > $3 ORDER BY destination LIMIT $4",
+            campaign or 0, scope, after, limit)
         return [(r[0], r[1] or None) for r in found]
 
     async def blacklisted(self, pairs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         if not pairs:
             return set()
         found = await self.db.fetch(
-            "SELECT destination, campaign FROM blacklist WHERE destination = ANY($1::text[])",
+            "SELECT destination, campaign FROM blacklist "
+            "WHERE destination = ANY($1::text[]) AND scope = ''",
             sorted({d for d, _ in pairs}))
         hits: dict[str, set[int]] = {}
         for dest, camp in found:
             hits.setdefault(dest, set()).add(camp)
         return {(d, c) for d, c in pairs if d in hits and (0 in hits[d] or c in hits[d])}
+
+    async def stop_marketing(self, destination: str, channel: str, at: float,
+                             note: str) -> bool:
+        # xmax is 0 on a row this statement inserted, not on one it updated.
+        return bool(await self.db.fetchval(
+            "INSERT INTO blacklist (destination, campaign, scope, note, created_at) "
+            "VALUES ($1, 0, $2, $3, $4) ON CONFLICT (destination, campaign, scope) DO UPDATE "
+            "SET created_at = greatest(blacklist.created_at, excluded.created_at) "
+            "RETURNING xmax = 0", destination, marketing_scope(channel), note, at))
+
+    async def resume_marketing(self, destination: str, channel: str, at: float) -> bool:
+        found = await self.db.fetch(
+            "DELETE FROM blacklist WHERE destination = $1 AND campaign = 0 AND scope = $2 "
+            "AND created_at <= $3 RETURNING 1", destination, marketing_scope(channel), at)
+        return bool(found)
+
+    async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]
+                                ) -> set[tuple[str, str]]:
+        if not pairs:
+            return set()
+        found = await self.db.fetch(
+            "SELECT destination, scope FROM blacklist WHERE destination = ANY($1::text[]) "
+            "AND campaign = 0 AND scope = ANY($2::text[])",
+            sorted({d for d, _ in pairs}), sorted({marketing_scope(ch) for _, ch in pairs}))
+        stopped = {(r[0], r[1]) for r in found}
+        return {(d, ch) for d, ch in pairs if (d, marketing_scope(ch)) in stopped}
 
     # spool-folder imports ------------------------------------------------
     async def import_progress(self, key: str) -> ImportProgress | None:

@@ -21,12 +21,18 @@ import asyncpg
 
 from spool import migrations
 from spool.base import SchemaTooNew, StoreError
+from spool.health import WriteHealth
 
 T = TypeVar("T")
 
 # What a lost connection or an unreachable server looks like from asyncpg.
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# The server is away, out of room, shutting down or read-only (a standby):
+# nothing can be written. A constraint or a bad statement is about the row.
+_UNAVAILABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError,
+                asyncpg.ReadOnlySQLTransactionError)
 _TRIES = 5
 
 
@@ -52,6 +58,7 @@ class PgDb:
                           "jit": "off"}
         self._timeout = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
+        self.writes = WriteHealth()  # what readiness reports
 
     async def open(self) -> None:
         try:
@@ -88,11 +95,14 @@ class PgDb:
         for attempt in range(1, _TRIES + 1):
             try:
                 async with self.transaction() as conn:
-                    return await fn(conn, *args)
+                    result = await fn(conn, *args)
+                self.writes.ok()
+                return result
             except TryAgain as err:
                 if attempt == _TRIES:
                     raise StoreError(f"gave up after {_TRIES} tries: {err}") from err
             except StoreError as err:
+                self._note_failure(err.__cause__)
                 if not isinstance(err.__cause__, _RETRIED) or attempt == _TRIES:
                     raise
             await asyncio.sleep(0.005 * attempt)
@@ -118,9 +128,14 @@ class PgDb:
                 if attempt == _TRIES:
                     raise StoreError(f"database error: {err}") from err
             except DB_ERRORS as err:
+                self._note_failure(err)
                 raise StoreError(f"database error: {err}") from err
             await asyncio.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
+
+    def _note_failure(self, err: BaseException | None) -> None:
+        if isinstance(err, _UNAVAILABLE):
+            self.writes.failed(str(err) or type(err).__name__)
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction. Daemons

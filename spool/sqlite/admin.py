@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from spool import rows
-from spool.base import Campaign, Conflict, ImportProgress, NotFound, State, Tenant
+from spool.base import (
+    Campaign,
+    Conflict,
+    ImportProgress,
+    NotFound,
+    State,
+    Tenant,
+    marketing_scope,
+)
 from spool.sqlite.db import SqliteDb
 
 
@@ -129,30 +137,60 @@ class AdminMixin:
     async def blacklist_remove(self, entries: Sequence[tuple[str, int | None]]) -> int:
         async with self.db.transaction() as db:
             cur = await db.executemany(
-                "DELETE FROM blacklist WHERE destination = ? AND campaign = ?",
+                "DELETE FROM blacklist WHERE destination = ? AND campaign = ? AND scope = ''",
                 [(d, c or 0) for d, c in entries])
             return cur.rowcount
 
     async def blacklist_list(self, campaign: int | None = None, *, limit: int = 1000,
-                             after: str = "") -> list[tuple[str, int | None]]:
+                             after: str = "", scope: str = "") -> list[tuple[str, int | None]]:
         found = await self.db.reader.execute_fetchall(
-            "SELECT destination, campaign FROM blacklist WHERE campaign = ? AND destination > ? "
-            "ORDER BY destination LIMIT ?", (campaign or 0, after, limit))
+            "SELECT destination, campaign FROM blacklist WHERE campaign = ? AND scope = ? "
+            "AND destination > ? ORDER BY destination LIMIT ?",
+            (campaign or 0, scope, after, limit))
         return [(r[0], r[1] or None) for r in found]
 
     async def blacklisted(self, pairs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        if not pairs:
-            return set()
-        numbers = sorted({d for d, _ in pairs})
         hits: dict[str, set[int]] = {}
-        for start in range(0, len(numbers), 500):
-            chunk = numbers[start:start + 500]
-            found = await self.db.reader.execute_fetchall(
-                f"SELECT destination, campaign FROM blacklist "
-                f"WHERE destination IN ({','.join('?' * len(chunk))})", chunk)
-            for dest, camp in found:
+        for dest, camp, scope in await self._entries({d for d, _ in pairs}):
+            if not scope:
                 hits.setdefault(dest, set()).add(camp)
         return {(d, c) for d, c in pairs if d in hits and (0 in hits[d] or c in hits[d])}
+
+    async def stop_marketing(self, destination: str, channel: str, at: float,
+                             note: str) -> bool:
+        key = (destination, marketing_scope(channel))
+        async with self.db.transaction() as db:
+            known = await db.execute_fetchall(
+                "SELECT 1 FROM blacklist WHERE destination = ? AND campaign = 0 AND scope = ?",
+                key)
+            await db.execute(
+                "INSERT INTO blacklist (destination, campaign, scope, note, created_at) "
+                "VALUES (?, 0, ?, ?, ?) ON CONFLICT (destination, campaign, scope) DO UPDATE "
+                "SET created_at = max(created_at, excluded.created_at)", (*key, note, at))
+        return not known
+
+    async def resume_marketing(self, destination: str, channel: str, at: float) -> bool:
+        async with self.db.transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM blacklist WHERE destination = ? AND campaign = 0 AND scope = ? "
+                "AND created_at <= ?", (destination, marketing_scope(channel), at))
+            return cur.rowcount > 0
+
+    async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]
+                                ) -> set[tuple[str, str]]:
+        stopped = {(d, scope) for d, _, scope in await self._entries({d for d, _ in pairs})}
+        return {(d, ch) for d, ch in pairs if (d, marketing_scope(ch)) in stopped}
+
+    async def _entries(self, numbers: set[str]) -> list[tuple[str, int, str]]:
+        """(destination, campaign, scope) of every entry of `numbers`: a few at most each."""
+        ordered, out = sorted(numbers), []
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start:start + 500]
+            found = await self.db.reader.execute_fetchall(
+                f"SELECT destination, campaign, scope FROM blacklist "
+                f"WHERE destination IN ({','.join('?' * len(chunk))})", chunk)
+            out += [(r[0], r[1], r[2]) for r in found]
+        return out
 
     # spool-folder imports ------------------------------------------------
     async def import_progress(self, key: str) -> ImportProgress | None:

@@ -20,6 +20,7 @@ import aiosqlite
 
 from spool import migrations
 from spool.base import SchemaTooNew, StoreError
+from spool.health import WriteHealth
 
 T = TypeVar("T")
 
@@ -33,6 +34,7 @@ class SqliteDb:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self.writes = WriteHealth()  # what readiness reports
 
     async def open(self) -> None:
         if str(self.path) != ":memory:":
@@ -76,14 +78,17 @@ class SqliteDb:
             raise StoreError("store is not open")
         async with self._lock:
             db = self._writer
+            changes = db.total_changes
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as err:
+                self._note_failure(err)
                 raise StoreError(f"database busy or unavailable: {err}") from err
             try:
                 yield db
             except sqlite3.OperationalError as err:  # disk full, I/O error, locked
                 await asyncio.shield(db.rollback())
+                self._note_failure(err)
                 raise StoreError(f"database unavailable: {err}") from err
             except BaseException:
                 await asyncio.shield(db.rollback())
@@ -92,7 +97,9 @@ class SqliteDb:
                 await db.commit()
             except sqlite3.Error as err:
                 await asyncio.shield(db.rollback())
+                self._note_failure(err)
                 raise StoreError(f"commit failed: {err}") from err
+            self._note_commit(changes)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` as one write transaction on the writer's own thread.
@@ -105,10 +112,26 @@ class SqliteDb:
         if self._writer is None:
             raise StoreError("store is not open")
         async with self._lock:
+            changes = self._writer.total_changes
             try:
-                return await self._writer._execute(_transaction, fn, self._writer._conn)
+                result = await self._writer._execute(_transaction, fn, self._writer._conn)
             except sqlite3.Error as err:
+                self._note_failure(err)
                 raise StoreError(f"database busy or unavailable: {err}") from err
+            self._note_commit(changes)
+            return result
+
+    def _note_commit(self, changes_before: int) -> None:
+        # Only a commit that changed rows wrote pages: an empty one proves
+        # nothing about the disk (it succeeds on a full one).
+        if self._writer is not None and self._writer.total_changes != changes_before:
+            self.writes.ok()
+
+    def _note_failure(self, err: sqlite3.Error) -> None:
+        # Full disk, I/O error, locked, read-only, corrupt: the store cannot
+        # write. A constraint violation or a bad statement is about the row.
+        if not isinstance(err, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+            self.writes.failed(str(err))
 
     async def migrate(self) -> int:
         known = migrations.load("sqlite")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +29,7 @@ from spool.base import (
     Retry,
     Sent,
     State,
+    StoreError,
 )
 from spool.sqlite.admin import AdminMixin, save_progress
 from spool.sqlite.conversations import ConversationsMixin
@@ -57,6 +59,12 @@ class SqliteStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, 
 
     async def ping(self) -> None:
         await self.db.reader.execute_fetchall("SELECT 1")
+
+    async def check_writes(self) -> None:
+        if self.db.writes.probe_due():
+            with contextlib.suppress(StoreError):  # noted by the db; raised just below
+                await self.db.run(_write_probe)
+        self.db.writes.check()
 
     # intake ------------------------------------------------------------
     async def insert_messages(self, messages: Sequence[NewMessage], *,
@@ -255,6 +263,17 @@ class SqliteStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, 
 
 
 
+
+
+# A message-sized row written and removed in one transaction: its commit
+# needs room on disk as an accepted message would, and leaves no trace.
+_PROBE_KEY = "smsgw:write-probe:" + "x" * 1600
+
+
+def _write_probe(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT OR REPLACE INTO imports (key, updated_at) VALUES (?, ?)",
+                 (_PROBE_KEY, time.time()))
+    conn.execute("DELETE FROM imports WHERE key = ?", (_PROBE_KEY,))
 
 
 def _report_state(r: Report) -> State:

@@ -1,6 +1,7 @@
 """The disk under the SQLite spool fills up: intake answers 503 naming the
-storage, nothing half-written is left behind, dispatch pauses, and once space
-returns intake and dispatch carry on without a restart.
+storage, /readyz answers 503 naming storage writes, nothing half-written is
+left behind, dispatch pauses, and once space returns intake, readiness and
+dispatch carry on without a restart.
 
 The limit is real: the spool lives on a small tmpfs and a filler file takes
 (all but a sliver of) it, so SQLite gets ENOSPC from the kernel exactly as
@@ -24,8 +25,16 @@ from typing import Any
 
 import pytest
 
+from spool.health import PROBE_AFTER_S
 from tests.conftest import Running
-from tests.faults.common import loop_channels, sent_ids, settle
+from tests.faults.common import (
+    loop_channels,
+    readiness,
+    ready_again,
+    sent_ids,
+    settle,
+    storage_write_problem,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,8 +63,8 @@ def storage_url(small_disk: Path) -> str:
     return f"sqlite:///{small_disk / 'spool.db'}"
 
 
-def fill(disk: Path, leave: int) -> Path:
-    filler = disk / "filler"
+def fill(disk: Path, leave: int, name: str = "filler") -> Path:
+    filler = disk / name
     st = os.statvfs(disk)
     remaining = st.f_bavail * st.f_frsize - leave
     chunk = b"\0" * (1 << 20)
@@ -90,6 +99,29 @@ def assert_storage_503(status: int, headers: dict[str, str], body: dict) -> None
     assert status == 503, f"a full disk must answer 503 with a JSON error, got {status}: {body}"
     assert int(headers["Retry-After"]) >= 1
     assert "storage" in body["error"]
+
+
+def assert_not_ready_disk_full(status: int, body: dict) -> None:
+    problem = storage_write_problem(body)
+    print(f"/readyz on the full disk: {status} {body}")
+    assert status == 503 and problem is not None, f"a full disk must make /readyz 503: {body}"
+    assert "full" in problem, problem
+
+
+async def until_not_ready(gw: Running) -> float:
+    """Seconds until /readyz turns 503 naming the full disk: at once after a
+    write that failed, at most PROBE_AFTER_S when nothing has been written."""
+    began = time.monotonic()
+    seen: list[tuple[int, dict]] = []
+
+    async def not_ready() -> bool:
+        seen.append(await readiness(gw))
+        return seen[-1][0] == 503
+    assert await settle(not_ready, PROBE_AFTER_S + 5, every_s=0.25), \
+        f"/readyz still 200 on a full disk: {seen[-1]}"
+    taken_s = time.monotonic() - began
+    assert_not_ready_disk_full(*seen[-1])
+    return taken_s
 
 
 def states(db: Path) -> Counter[int]:
@@ -143,8 +175,17 @@ async def test_full_disk_refuses_intake_with_503_and_stores_nothing_half(
         assert integrity(db) == ["ok"]
         assert sum(states(db).values()) == len(acked), \
             "every accepted message is kept and no refused one is stored"
+        # What is left may still take small writes (results, claims) while
+        # batches fail. With the last sliver taken too, nothing fits.
+        rest = fill(small_disk, 0, name="rest")
+        try:
+            await until_not_ready(gw)
+        finally:
+            rest.unlink()
     finally:
         filler.unlink()  # space returns; the daemon is not restarted
+    assert await ready_again(gw, PROBE_AFTER_S + 5), \
+        f"/readyz still 503 after space returned: {await readiness(gw)}"
     status, _, body = await post(gw, batch("after", 50))
     assert status == 202, body
     assert integrity(db) == ["ok"]
@@ -170,6 +211,7 @@ async def test_full_disk_pauses_dispatch_and_it_resumes_without_restart(
     filler = fill(small_disk, 0)
     assert_storage_503(*await post(gw, {"destination": "+59899100000", "message": "full"}))
     at_fill = sum(sent_ids(record).values())
+    assert_not_ready_disk_full(*await readiness(gw))
     await asyncio.sleep(1.0)
     during = sum(sent_ids(record).values()) - at_fill
     while_full = states(db)
@@ -195,3 +237,29 @@ async def test_full_disk_pauses_dispatch_and_it_resumes_without_restart(
     assert set(sends) == set(acked), "every accepted message went out"
     assert max(sends.values()) == 1, "and each once: nothing was in doubt"
     assert integrity(db) == ["ok"]
+
+
+async def test_readyz_sees_a_disk_fill_while_idle_and_the_space_return(
+        make_gateway, small_disk: Path, tmp_path: Path) -> None:
+    """An idle daemon writes nothing, so nothing shows that the disk filled
+    behind its back (another program's file); readiness then writes a probe
+    (a message-sized row, written and removed in one transaction) at most
+    once per PROBE_AFTER_S. /readyz turns 503 naming storage writes, and 200
+    once space returns, with no request and no restart in between."""
+    gw = await make_gateway(channels=loop_channels(tmp_path / "sent.jsonl"))
+    status, body = await readiness(gw)
+    assert status == 200, body
+    filler = fill(small_disk, 0)
+    try:
+        noticed_s = await until_not_ready(gw)
+        # What readiness says is what intake finds.
+        assert_storage_503(*await post(gw, {"destination": "+59899100000", "message": "full"}))
+    finally:
+        filler.unlink()
+    returned = time.monotonic()
+    assert await ready_again(gw, PROBE_AFTER_S + 5), \
+        f"/readyz still 503 after space returned: {await readiness(gw)}"
+    print(f"\n/readyz 503 {noticed_s:.1f} s after the disk filled, 200 "
+          f"{time.monotonic() - returned:.1f} s after space returned")
+    status, _, body = await post(gw, batch("after", 10, "hola"))
+    assert status == 202, body
