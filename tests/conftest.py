@@ -16,6 +16,7 @@ from gateway.app import App
 from gateway.auth import generate_key, hash_key
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings, settings_from_dict
+from spool import open_store
 from tests import pgdb
 
 pytest_plugins = ["tests.webhook_receiver"]
@@ -111,6 +112,16 @@ def storage_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     schema, url = server.new_schema()
     yield url
     server.drop_schema(schema)
+
+
+@pytest.fixture
+async def store(storage_url: str) -> AsyncIterator[Any]:
+    """The spool on `backend`, opened and migrated, without a daemon."""
+    s = open_store(storage_url, synchronous="normal")
+    await s.open()
+    await s.migrate()
+    yield s
+    await s.close()
 
 
 @pytest.fixture

@@ -6,17 +6,7 @@ import time
 
 import pytest
 
-from spool import open_store
 from spool.base import InboundFilter, InboundRecord, NewMessage, Report, Sent, State
-
-
-@pytest.fixture
-async def store(storage_url: str):
-    s = open_store(storage_url, synchronous="normal")
-    await s.open()
-    await s.migrate()
-    yield s
-    await s.close()
 
 
 async def sent_message(store, destination: str, refs: tuple[str, ...]) -> int:

@@ -19,7 +19,6 @@ from drivers.base import OutgoingMessage, PermanentError
 from drivers.simulators.whatsapp import WhatsAppSimulator
 from drivers.whatsapp import webhook
 from drivers.whatsapp.payload import prepare, template_category
-from spool import open_store
 from spool.base import (
     MARKETING_STOPPED,
     NewMessage,
@@ -213,15 +212,6 @@ async def listed(gw: Running, **query: str) -> list[str]:
 
 
 # The store on its own ---------------------------------------------------------
-
-@pytest.fixture
-async def store(storage_url: str):
-    s = open_store(storage_url, synchronous="normal")
-    await s.open()
-    await s.migrate()
-    yield s
-    await s.close()
-
 
 async def test_a_late_resume_does_not_lift_a_newer_stop(store) -> None:
     assert await store.stop_marketing(CUSTOMER, "wa", 1000.0, "WhatsApp: stop")

@@ -47,15 +47,6 @@ def test_a_failed_write_holds_readiness_until_writes_succeed_for_a_while() -> No
     assert health.probe_due()  # ... so readiness writes a probe
 
 
-@pytest.fixture
-async def store(storage_url: str):
-    s = open_store(storage_url, synchronous="normal")
-    await s.open()
-    await s.migrate()
-    yield s
-    await s.close()
-
-
 async def test_probe_passes_on_a_healthy_store_and_a_refused_row_is_no_failure(store) -> None:
     await store.check_writes()  # probes: nothing was known
     await store.create_campaign(Campaign(id=0, tenant=1, name="twice"))

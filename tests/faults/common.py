@@ -11,6 +11,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
+from spool.base import ListFilter, State
+
 
 def loop_channels(record: Path, names: tuple[str, ...] = ("loop-a", "loop-b"),
                   **extra: Any) -> list[dict[str, Any]]:
@@ -77,3 +81,46 @@ def outage_lines(logs: list[dict[str, Any]], task: str) -> tuple[int, int]:
     """How many times the dispatcher's `task` logged an outage's start and end."""
     mine = [e["event"] for e in logs if e.get("task") == task]
     return mine.count("dispatcher.store_unavailable"), mine.count("dispatcher.store_back")
+
+
+async def paced_outage(gw: Any, record: Path, acked: list[int], *, what: str,
+                       start: Callable[[], Awaitable[None]],
+                       end: Callable[[], Awaitable[None]], resume_bound_s: float) -> None:
+    """The store goes away (`start`) while the dispatcher is busy claiming a
+    paced campaign and comes back when `end` returns. Nothing may go out
+    that could not be recorded; the dispatcher rides the outage out by itself
+    (one log line as its claims fail, one as they work, never the
+    supervisor) and sends again within `resume_bound_s`; each message once."""
+    def sent() -> int:
+        return sum(sent_ids(record).values())
+
+    async def going() -> bool:
+        return sent() >= 3
+    assert await settle(going, 10, every_s=0.005)
+    with capture_logs() as logs:
+        await start()
+        at_start = sent()
+        await end()
+        back = time.monotonic()
+        during = sent() - at_start
+
+        async def resumed() -> bool:
+            return sent() > at_start + during
+        assert await settle(resumed, 20, every_s=0.01), f"dispatch did not resume after {what}"
+        resume_s = time.monotonic() - back
+
+        async def all_sent() -> bool:
+            stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
+            return all(m.state == State.SENT for m in stored)
+        done = await settle(all_sent, 15)
+    print(f"\npaced campaign, {what} with {at_start} of {len(acked)} sent; sent meanwhile: "
+          f"{during}; first send {resume_s:.1f} s after the store came back; claim outage "
+          f"log lines (start, end): {outage_lines(logs, 'claim')}")
+    assert during <= 1, f"{during} sends while the spool could not record them"
+    assert resume_s < resume_bound_s, f"first send {resume_s:.1f} s after the store came back"
+    assert done, f"messages left behind after {what}"
+    sends = sent_ids(record)
+    assert set(sends) == set(acked) and max(sends.values()) == 1, "each sent exactly once"
+    assert outage_lines(logs, "claim") == (1, 1), "one line as claims fail, one as they work"
+    assert not [e for e in logs if e["event"] == "task.store_unavailable"
+                and e.get("task") == "dispatcher"], "the dispatcher never fell to the supervisor"

@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from spool.base import ListFilter, State
 from tests.faults.common import (
     loop_channels,
-    outage_lines,
     paced_burst,
+    paced_outage,
     readiness,
     ready_again,
     sent_ids,
@@ -145,36 +144,13 @@ async def test_dispatch_resumes_within_5s_of_a_10s_lock(make_gateway, tmp_path) 
     gw = await make_gateway(storage={"busy_timeout_ms": 200},
                             channels=loop_channels(record, delivery_reports=False))
     acked = await paced_burst(gw, 20, time_between_ms=200)
-
-    async def going() -> bool:
-        return sum(sent_ids(record).values()) >= 3
-    assert await settle(going, 10, every_s=0.005)
     holder = LockHolder(tmp_path / "spool.db", LOCK_S)
     loop = asyncio.get_running_loop()
-    with capture_logs() as logs:
+
+    async def lock() -> None:
         await loop.run_in_executor(None, holder.lock)
-        at_lock = sum(sent_ids(record).values())
+
+    async def released() -> None:
         await loop.run_in_executor(None, holder.proc.wait)
-        released = time.monotonic()
-        during = sum(sent_ids(record).values()) - at_lock
-
-        async def resumed() -> bool:
-            return sum(sent_ids(record).values()) > at_lock + during
-        assert await settle(resumed, 20, every_s=0.01), "dispatch did not resume after the lock"
-        resume_s = time.monotonic() - released
-
-        async def all_sent() -> bool:
-            stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
-            return all(m.state == State.SENT for m in stored)
-        done = await settle(all_sent, 15)
-    print(f"\npaced campaign locked {LOCK_S:g} s with {at_lock} of {len(acked)} sent; sent "
-          f"while locked: {during}; first send {resume_s:.1f} s after release; claim outage "
-          f"log lines (start, end): {outage_lines(logs, 'claim')}")
-    assert during <= 1, f"{during} sends while the spool could not record them"
-    assert resume_s < RESUME_S, f"first send {resume_s:.1f} s after the lock went"
-    assert done, "messages left behind after the lock"
-    sends = sent_ids(record)
-    assert set(sends) == set(acked) and max(sends.values()) == 1, "each sent exactly once"
-    assert outage_lines(logs, "claim") == (1, 1), "one line as claims fail, one as they work"
-    assert not [e for e in logs if e["event"] == "task.store_unavailable"
-                and e.get("task") == "dispatcher"], "the dispatcher never fell to the supervisor"
+    await paced_outage(gw, record, acked, what=f"SQLite locked {LOCK_S:g} s", start=lock,
+                       end=released, resume_bound_s=RESUME_S)

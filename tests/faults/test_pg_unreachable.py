@@ -17,13 +17,12 @@ import time
 import urllib.parse
 
 import pytest
-from structlog.testing import capture_logs
 
 from spool.base import ListFilter, State
 from tests.faults.common import (
     loop_channels,
-    outage_lines,
     paced_burst,
+    paced_outage,
     readiness,
     ready_again,
     sent_ids,
@@ -201,39 +200,18 @@ async def test_dispatch_resumes_within_5s_of_a_10s_postgres_outage(
     gw = await make_gateway(storage={"url": through(storage_url, relay.port)},
                             channels=loop_channels(record, delivery_reports=False))
     acked = await paced_burst(gw, 20, time_between_ms=200)
+    stopped = 0.0
 
-    async def going() -> bool:
-        return sum(sent_ids(record).values()) >= 3
-    assert await settle(going, 10, every_s=0.005)
-    with capture_logs() as logs:
+    async def stop() -> None:
+        nonlocal stopped
         await relay.stop_server()
         stopped = time.monotonic()
-        at_stop = sum(sent_ids(record).values())
+
+    async def come_back() -> None:
         status, body = await readiness(gw)
         assert status == 503 and any(p.startswith("storage") for p in body["problems"]), body
         await asyncio.sleep(OUTAGE_S - (time.monotonic() - stopped))
-        during = sum(sent_ids(record).values()) - at_stop
         await relay.start()
-        back = time.monotonic()
-
-        async def resumed() -> bool:
-            return sum(sent_ids(record).values()) > at_stop + during
-        assert await settle(resumed, 20, every_s=0.01), "dispatch did not resume"
-        resume_s = time.monotonic() - back
-
-        async def all_sent() -> bool:
-            stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
-            return all(m.state == State.SENT for m in stored)
-        done = await settle(all_sent, 15)
-    print(f"\npaced campaign, PostgreSQL away {OUTAGE_S:g} s with {at_stop} of {len(acked)} "
-          f"sent; sent meanwhile: {during}; first send {resume_s:.1f} s after the server; "
-          f"claim outage log lines (start, end): {outage_lines(logs, 'claim')}")
-    assert during <= 1, f"{during} sends while the spool could not record them"
-    assert resume_s < RESUME_S, f"first send {resume_s:.1f} s after the server came back"
-    assert done, "messages left behind after the outage"
+    await paced_outage(gw, record, acked, what=f"PostgreSQL away {OUTAGE_S:g} s", start=stop,
+                       end=come_back, resume_bound_s=RESUME_S)
     assert await ready_again(gw, 10), f"/readyz still 503 after the outage: {await readiness(gw)}"
-    sends = sent_ids(record)
-    assert set(sends) == set(acked) and max(sends.values()) == 1, "each sent exactly once"
-    assert outage_lines(logs, "claim") == (1, 1), "one line as claims fail, one as they work"
-    assert not [e for e in logs if e["event"] == "task.store_unavailable"
-                and e.get("task") == "dispatcher"], "the dispatcher never fell to the supervisor"
