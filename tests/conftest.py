@@ -17,6 +17,7 @@ from gateway.auth import generate_key, hash_key
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings, settings_from_dict
 from spool import open_store
+from spool.base import InboundFilter, Message, State
 from tests import pgdb
 
 pytest_plugins = ["tests.webhook_receiver"]
@@ -70,6 +71,25 @@ class Running:
             if time.monotonic() > deadline:
                 raise AssertionError(f"condition not met within {timeout}s")
             await asyncio.sleep(0.02)
+
+    async def submit_one(self, destination: str = "098344484", text: str = "hola") -> int:
+        """One SMS through the JSON API, as tenant "default"; its id."""
+        async with self.session.post(f"{self.url}/api/v1/messages", headers=self.headers(),
+                                     json={"destination": destination, "message": text}) as r:
+            assert r.status == 202, await r.text()
+            return int((await r.json())["messages"][0]["id"])
+
+    async def reaches(self, mid: int, states: set[State], timeout: float = 10) -> Message:
+        """The message once it is in one of `states`."""
+        async def check() -> Message | None:
+            m = await self.store.get_message(None, mid)
+            return m if m.state in states else None
+        return await self.wait_for(check, timeout)
+
+    async def inbound(self) -> list[Any]:
+        """Tenant "default"'s inbound messages."""
+        tenant = await self.store.tenant_by_name("default")
+        return list(await self.store.list_inbound(InboundFilter(tenant=tenant.id)))
 
 
 async def start_app(settings: Settings, clock: Callable[[], float] | None = None

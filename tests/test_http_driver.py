@@ -143,18 +143,6 @@ async def gateway_with(make_gateway, agg: Aggregator, channel: dict[str, Any]) -
     return gw
 
 
-async def submit(gw: Running, text: str = "hola", destination: str = "098344484") -> int:
-    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(),
-                               json={"destination": destination, "message": text}) as r:
-        assert r.status == 202, await r.text()
-        return (await r.json())["messages"][0]["id"]
-
-
-async def reaches(gw: Running, mid: int, states: set[State], timeout: float = 10):
-    async def check():
-        m = await gw.store.get_message(None, mid)
-        return m if m.state in states else None
-    return await gw.wait_for(check, timeout)
 
 
 def kannel(agg: Aggregator, **extra: Any) -> dict[str, Any]:
@@ -176,8 +164,8 @@ def infobip(agg: Aggregator, **extra: Any) -> dict[str, Any]:
 
 async def test_kannel_send_and_reports_by_our_id(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, kannel(agg))
-    mid = await submit(gw, "hola")
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one(text="hola")
+    m = await gw.reaches(mid, {State.SENT})
     [req] = agg.received
     assert (req["to"], req["text"], req["from"], req["coding"]) == (
         "+59898344484", "hola", "SMSGW", "0")
@@ -186,23 +174,23 @@ async def test_kannel_send_and_reports_by_our_id(make_gateway, agg) -> None:
     assert (await agg.kannel_report(1, 8)).status == 200  # delivered to SMSC: not final
     assert (await gw.store.get_message(None, mid)).state == State.SENT
     assert (await agg.kannel_report(1, 1)).status == 200
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
 
 
 async def test_kannel_unicode_coding_and_failed_report(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, kannel(agg))
-    mid = await submit(gw, "Olá 😀")
-    await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one(text="Olá 😀")
+    await gw.reaches(mid, {State.SENT})
     assert agg.received[0]["coding"] == "2" and agg.received[0]["text"] == "Olá 😀"
     await agg.kannel_report(1, 16)
-    m = await reaches(gw, mid, {State.FAILED})
+    m = await gw.reaches(mid, {State.FAILED})
     assert "delivery report: 16" in m.error
 
 
 async def test_dlr_without_the_shared_secret_is_refused(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, kannel(agg))
-    mid = await submit(gw)
-    await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one()
+    await gw.reaches(mid, {State.SENT})
     for token in ("", "&token=guess"):
         async with gw.session.get(f"{gw.url}/hooks/kannel/dlr?id={mid}&status=1{token}") as r:
             assert r.status == 403
@@ -212,22 +200,22 @@ async def test_dlr_without_the_shared_secret_is_refused(make_gateway, agg) -> No
 async def test_kannel_unavailable_is_retried(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, kannel(agg))
     agg.faults.add(Fault(503, "Sending failed."))
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.SENT})
     assert m.attempts == 2
 
 
 async def test_kannel_refusal_fails(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, kannel(agg, password="wrong"))
-    m = await reaches(gw, await submit(gw), {State.FAILED})
+    m = await gw.reaches(await gw.submit_one(), {State.FAILED})
     assert m.attempts == 1 and "Authorization failed" in m.error
 
 
 async def test_provider_timeout_is_retried(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, kannel(agg, request_timeout_s=0.5))
     agg.faults.add(Fault(504, hang_s=2.0))
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.SENT})
     assert m.attempts == 2
 
 
@@ -235,8 +223,8 @@ async def test_provider_timeout_is_retried(make_gateway, agg) -> None:
 
 async def test_vonage_send_and_json_receipt(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, vonage(agg))
-    mid = await submit(gw, "hola")
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one(text="hola")
+    m = await gw.reaches(mid, {State.SENT})
     [req] = agg.received
     assert (req["api_key"], req["api_secret"], req["to"], req["type"]) == (
         "vkey", "vsecret", "59898344484", "text")
@@ -245,20 +233,20 @@ async def test_vonage_send_and_json_receipt(make_gateway, agg) -> None:
     await agg.vonage_report(m.provider_ref, "accepted")
     assert (await gw.store.get_message(None, mid)).state == State.SENT
     await agg.vonage_report(m.provider_ref, "delivered")
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
 
 
 async def test_vonage_long_text_is_delivered_when_every_part_is(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, vonage(agg, cost=0.05))
-    mid = await submit(gw, "x" * 200)
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one(text="x" * 200)
+    m = await gw.reaches(mid, {State.SENT})
     parts = sorted(agg.sent)
     assert len(parts) == 2 and m.cost == pytest.approx(0.10)
     await agg.vonage_report(parts[0], "delivered")
     await agg.vonage_report(parts[1], "accepted")
     assert (await gw.store.get_message(None, mid)).state == State.SENT
     await agg.vonage_report(parts[1], "delivered")
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
 
 
 async def test_vonage_throttled_inside_a_200_is_retried(make_gateway, agg) -> None:
@@ -266,13 +254,13 @@ async def test_vonage_throttled_inside_a_200_is_retried(make_gateway, agg) -> No
     agg.faults.add(Fault(200, {"message-count": "1", "messages": [
         {"status": "1", "error-text": "Throughput Rate Exceeded - please wait [ 30 ] and retry"}
     ]}))
-    m = await reaches(gw, await submit(gw), {State.SENT})
+    m = await gw.reaches(await gw.submit_one(), {State.SENT})
     assert m.attempts == 2
 
 
 async def test_vonage_refusal_inside_a_200_fails(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, vonage(agg, password="not-it"))
-    m = await reaches(gw, await submit(gw), {State.FAILED})
+    m = await gw.reaches(await gw.submit_one(), {State.FAILED})
     assert "Bad Credentials" in m.error and "[4]" in m.error
 
 
@@ -280,8 +268,8 @@ async def test_vonage_refusal_inside_a_200_fails(make_gateway, agg) -> None:
 
 async def test_infobip_json_send_and_batched_reports(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, infobip(agg))
-    mid = await submit(gw, "hola")
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one(text="hola")
+    m = await gw.reaches(mid, {State.SENT})
     [req] = agg.received
     assert req["headers"]["Authorization"] == "App ikey"
     assert req["json"] == {"messages": [{
@@ -291,22 +279,22 @@ async def test_infobip_json_send_and_batched_reports(make_gateway, agg) -> None:
     await agg.infobip_report(m.provider_ref, "DELIVERED", "DELIVERED_TO_OPERATOR")
     assert (await gw.store.get_message(None, mid)).state == State.SENT
     await agg.infobip_report(m.provider_ref, "DELIVERED", "DELIVERED_TO_HANDSET")
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
 
 
 async def test_infobip_undeliverable_report_fails_with_its_error(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, infobip(agg))
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.SENT})
     await agg.infobip_report(m.provider_ref, "UNDELIVERABLE", "UNDELIVERABLE_NOT_DELIVERED",
                              "EC_ABSENT_SUBSCRIBER")
-    m = await reaches(gw, mid, {State.FAILED})
+    m = await gw.reaches(mid, {State.FAILED})
     assert "EC_ABSENT_SUBSCRIBER" in m.error
 
 
 async def test_infobip_unauthorised_fails_with_its_code(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, infobip(agg, api_key="no"))
-    m = await reaches(gw, await submit(gw), {State.FAILED})
+    m = await gw.reaches(await gw.submit_one(), {State.FAILED})
     assert "Invalid login details" in m.error and "UNAUTHORIZED" in m.error
 
 
@@ -315,14 +303,14 @@ async def test_rate_limit_honours_retry_after(make_gateway, agg) -> None:
     agg.faults.add(Fault(429, {"requestError": {"serviceException": {
         "messageId": "TOO_MANY_REQUESTS", "text": "Too many requests"}}},
         {"Retry-After": "1.5"}))
-    mid = await submit(gw)
+    mid = await gw.submit_one()
 
     async def retry_recorded():
         m = await gw.store.get_message(None, mid)
         return m if m.attempts == 1 and m.state == State.TO_PROCESS else None
     waiting = await gw.wait_for(retry_recorded, 5)
     assert waiting.next_attempt_at >= agg.received[0]["at"] + 1.5 - 0.05
-    m = await reaches(gw, mid, {State.SENT})
+    m = await gw.reaches(mid, {State.SENT})
     assert m.attempts == 2 and agg.received[1]["at"] - agg.received[0]["at"] >= 1.5 - 0.05
 
 

@@ -49,27 +49,7 @@ async def gateway_with(make_gateway, sim: TwilioSimulator, **extra: Any) -> Runn
     return gw
 
 
-async def submit(gw: Running, destination: str = "098344484", text: str = "hola") -> int:
-    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(),
-                               json={"destination": destination, "message": text}) as r:
-        assert r.status == 202, await r.text()
-        return (await r.json())["messages"][0]["id"]
 
-
-async def reaches(gw: Running, mid: int, states: set[State], timeout: float = 10):
-    async def check():
-        m = await gw.store.get_message(None, mid)
-        return m if m.state in states else None
-    return await gw.wait_for(check, timeout)
-
-
-async def inbound_of(gw: Running) -> list[Any]:
-    tenant = await gw.store.tenant_by_name("default")
-    try:
-        from spool.base import InboundFilter  # type: ignore[attr-defined]
-    except ImportError:
-        return await gw.store.list_inbound(tenant.id)
-    return await gw.store.list_inbound(InboundFilter(tenant=tenant.id))
 
 
 # the signature, without I/O -------------------------------------------------
@@ -133,8 +113,8 @@ def test_options_need_a_sender(tmp_path: Path) -> None:
 
 async def test_send_then_delivered_by_signed_status_callback(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
-    mid = await submit(gw, text="hola mundo")
-    m = await reaches(gw, mid, {State.DELIVERED})
+    mid = await gw.submit_one(text="hola mundo")
+    m = await gw.reaches(mid, {State.DELIVERED})
     [req] = sim.received
     assert req.path == f"/2010-04-01/Accounts/{SID}/Messages.json" and req.user == SID
     assert req.get("To") == "+59898344484" and req.get("From") == "+15005550006"
@@ -148,16 +128,16 @@ async def test_send_then_delivered_by_signed_status_callback(make_gateway, sim) 
 async def test_undelivered_keeps_twilio_error_code(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
     sim.outcome("+59898344484", "undelivered", "30003")
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.FAILED})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.FAILED})
     assert "30003" in m.error and "unreachable" in m.error
 
 
 async def test_server_error_is_retried_then_sent(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
     sim.fail(1, status=500)
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.DELIVERED})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.DELIVERED})
     assert m.attempts == 2 and len(sim.received) == 2
     notes = [e.note or "" for e in await gw.store.message_events(mid)]
     assert any("HTTP 500" in n for n in notes)
@@ -166,7 +146,7 @@ async def test_server_error_is_retried_then_sent(make_gateway, sim) -> None:
 async def test_rate_limit_honours_retry_after(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
     sim.rate_limit(1, retry_after_s=1.5)
-    mid = await submit(gw)
+    mid = await gw.submit_one()
 
     async def retry_recorded():
         m = await gw.store.get_message(None, mid)
@@ -175,15 +155,15 @@ async def test_rate_limit_honours_retry_after(make_gateway, sim) -> None:
     first = sim.received[0].at
     # The dispatcher's own backoff is at most 0.2 s here: only Retry-After explains this.
     assert waiting.next_attempt_at >= first + 1.5 - 0.05
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
     assert sim.received[1].at - first >= 1.5 - 0.05
 
 
 async def test_provider_timeout_is_retried(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim, request_timeout_s=0.5)
     sim.hang(1, seconds=2.0)
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.DELIVERED})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.DELIVERED})
     assert m.attempts == 2
     notes = [e.note or "" for e in await gw.store.message_events(mid)]
     assert any("did not answer in time" in n for n in notes)
@@ -192,8 +172,8 @@ async def test_provider_timeout_is_retried(make_gateway, sim) -> None:
 async def test_client_error_fails_with_twilio_code(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
     sim.reject(21211, "The 'To' number is not a valid phone number.")
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.FAILED})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.FAILED})
     assert m.attempts == 1 and "21211" in m.error
 
 
@@ -201,8 +181,8 @@ async def test_forged_or_missing_signature_is_refused_and_changes_nothing(
         make_gateway, sim) -> None:
     sim.auto_status = False
     gw = await gateway_with(make_gateway, sim)
-    mid = await submit(gw)
-    m = await reaches(gw, mid, {State.SENT})
+    mid = await gw.submit_one()
+    m = await gw.reaches(mid, {State.SENT})
     params = {"AccountSid": SID, "MessageSid": m.provider_ref, "MessageStatus": "delivered",
               "SmsSid": m.provider_ref, "SmsStatus": "delivered", "To": m.destination}
     local = f"{gw.url}/hooks/twilio/status"
@@ -221,17 +201,17 @@ async def test_forged_or_missing_signature_is_refused_and_changes_nothing(
     good = RequestValidator(TOKEN).compute_signature(STATUS_URL, params)
     async with gw.session.post(local, data=params, headers={"X-Twilio-Signature": good}) as r:
         assert r.status == 200
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
 
 
 async def test_inbound_is_stored_once_and_answered_with_empty_twiml(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
-    await reaches(gw, await submit(gw), {State.DELIVERED})  # makes the sender a known contact
+    await gw.reaches(await gw.submit_one(), {State.DELIVERED})  # makes the sender a known contact
     first = await sim.inbound("+59898344484", "quiero saber mas", sid="SM" + "a" * 32)
     retry = await sim.inbound("+59898344484", "quiero saber mas", sid="SM" + "a" * 32)
     for got in (first, retry):
         assert got.status == 200 and "<Response></Response>" in got.body
-    stored = [r for r in await inbound_of(gw) if r.channel == "twilio"]
+    stored = [r for r in await gw.inbound() if r.channel == "twilio"]
     assert len(stored) == 1
     assert stored[0].provider_ref == "SM" + "a" * 32 and stored[0].text == "quiero saber mas"
     assert stored[0].sender == "+59898344484"
@@ -239,23 +219,23 @@ async def test_inbound_is_stored_once_and_answered_with_empty_twiml(make_gateway
 
 async def test_forged_inbound_is_refused_and_not_stored(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
-    await reaches(gw, await submit(gw), {State.DELIVERED})
+    await gw.reaches(await gw.submit_one(), {State.DELIVERED})
     params = {"MessageSid": "SM" + "b" * 32, "From": "+59898344484", "To": "+15005550006",
               "Body": "forged"}
     forged = RequestValidator("not-the-token").compute_signature(INBOUND_URL, params)
     async with gw.session.post(f"{gw.url}/hooks/twilio/inbound", data=params,
                                headers={"X-Twilio-Signature": forged}) as r:
         assert r.status == 403
-    assert not [r for r in await inbound_of(gw) if r.channel == "twilio"]
+    assert not [r for r in await gw.inbound() if r.channel == "twilio"]
 
 
 async def test_stop_by_sms_blocks_the_next_message(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
-    await reaches(gw, await submit(gw), {State.DELIVERED})
+    await gw.reaches(await gw.submit_one(), {State.DELIVERED})
     await sim.inbound("+59898344484", "STOP", sid="SM" + "s" * 32)
 
     async def listed():
         return await gw.store.blacklisted([("+59898344484", 1)])
     await gw.wait_for(listed)
-    nxt = await submit(gw, text="otra promo")
+    nxt = await gw.submit_one(text="otra promo")
     assert (await gw.store.get_message(None, nxt)).state == State.BLOCKED

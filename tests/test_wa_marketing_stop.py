@@ -37,7 +37,6 @@ from tests.test_whatsapp import (
     TOKEN,
     VERIFY,
     meta_signature,
-    reaches,
 )
 
 CUSTOMER = "+59898344484"
@@ -97,11 +96,11 @@ async def test_stop_holds_back_marketing_only_and_resume_lifts_it(make_gateway, 
     gw = await gateway(make_gateway, sim)
     assert (await sim.user_preferences(CUSTOMER, "stop")).status == 200
     await stopped(gw)
-    held = await reaches(gw, await submit(gw, MARKETING), {State.BLOCKED})
+    held = await gw.reaches(await submit(gw, MARKETING), {State.BLOCKED})
     assert held.error == MARKETING_STOPPED
     for other in (UTILITY, OTP):
-        await reaches(gw, await submit(gw, other), {State.DELIVERED})
-    sms = await reaches(gw, await submit(gw), {State.DELIVERED})
+        await gw.reaches(await submit(gw, other), {State.DELIVERED})
+    sms = await gw.reaches(await submit(gw), {State.DELIVERED})
     assert sms.channel == "sms"
     assert templates_sent(sim) == ["order_shipped", "login_code"]
     # Not on the do-not-contact list, which holds back every message ...
@@ -112,36 +111,36 @@ async def test_stop_holds_back_marketing_only_and_resume_lifts_it(make_gateway, 
 
     assert (await sim.user_preferences(CUSTOMER, "resume")).status == 200
     await stopped(gw, False)
-    await reaches(gw, await submit(gw, MARKETING), {State.DELIVERED})
+    await gw.reaches(await submit(gw, MARKETING), {State.DELIVERED})
     assert templates_sent(sim)[-1] == "winter_sale"
 
 
 async def test_a_131050_failure_is_the_same_stop(make_gateway, sim) -> None:
     gw = await gateway(make_gateway, sim)
     sim.set_marketing(CUSTOMER, "stop")  # its webhook never reached us
-    refused = await reaches(gw, await submit(gw, MARKETING), {State.FAILED})
+    refused = await gw.reaches(await submit(gw, MARKETING), {State.FAILED})
     assert "131050" in refused.error
     await stopped(gw)
-    held = await reaches(gw, await submit(gw, MARKETING), {State.BLOCKED})
+    held = await gw.reaches(await submit(gw, MARKETING), {State.BLOCKED})
     assert held.error == MARKETING_STOPPED
-    await reaches(gw, await submit(gw, UTILITY), {State.DELIVERED})
-    await reaches(gw, await submit(gw), {State.DELIVERED})
+    await gw.reaches(await submit(gw, UTILITY), {State.DELIVERED})
+    await gw.reaches(await submit(gw), {State.DELIVERED})
     assert templates_sent(sim) == ["winter_sale", "order_shipped"]
     # Meta's resume lifts the stop that 131050 put there.
     await sim.user_preferences(CUSTOMER, "resume")
     await stopped(gw, False)
-    await reaches(gw, await submit(gw, MARKETING), {State.DELIVERED})
+    await gw.reaches(await submit(gw, MARKETING), {State.DELIVERED})
 
 
 async def test_a_131050_refusal_at_once_is_the_same_stop(make_gateway, sim) -> None:
     gw = await gateway(make_gateway, sim)
     sim.reject(131050, "Unable to deliver the message. This recipient has chosen to stop "
                "receiving marketing messages on WhatsApp from your business.")
-    refused = await reaches(gw, await submit(gw, MARKETING), {State.FAILED})
+    refused = await gw.reaches(await submit(gw, MARKETING), {State.FAILED})
     assert "131050" in refused.error and refused.attempts == 1
     await stopped(gw)
-    await reaches(gw, await submit(gw, MARKETING), {State.BLOCKED})
-    await reaches(gw, await submit(gw, OTP), {State.DELIVERED})
+    await gw.reaches(await submit(gw, MARKETING), {State.BLOCKED})
+    await gw.reaches(await submit(gw, OTP), {State.DELIVERED})
 
 
 async def test_forged_or_foreign_preferences_change_nothing(make_gateway, sim) -> None:
@@ -165,13 +164,13 @@ async def test_forged_or_foreign_preferences_change_nothing(make_gateway, sim) -
         assert r.status == 200
     sim.phone_number_id = NUMBER_ID
     assert await gw.store.marketing_stopped([(CUSTOMER, "whatsapp")]) == set()
-    await reaches(gw, await submit(gw, MARKETING), {State.DELIVERED})
+    await gw.reaches(await submit(gw, MARKETING), {State.DELIVERED})
 
 
 async def test_resume_lifts_nothing_a_stop_keyword_or_the_operator_put_there(
         make_gateway, sim) -> None:
     gw = await gateway(make_gateway, sim)
-    await reaches(gw, await submit(gw, UTILITY), {State.DELIVERED})
+    await gw.reaches(await submit(gw, UTILITY), {State.DELIVERED})
     await sim.inbound_text(CUSTOMER, "BAJA", wamid="wamid.STOP")  # campaign opt-out
     async with gw.session.post(f"{gw.url}/api/v1/blacklist", headers=gw.headers(),
                                json={"destinations": [CUSTOMER]}) as r:  # global, operator
@@ -183,7 +182,7 @@ async def test_resume_lifts_nothing_a_stop_keyword_or_the_operator_put_there(
     assert await gw.store.blacklisted([(CUSTOMER, 1)]) == {(CUSTOMER, 1)}
     assert await listed(gw) == [CUSTOMER]
     assert await listed(gw, campaign="default") == [CUSTOMER]
-    sms = await reaches(gw, await submit(gw), {State.BLOCKED})
+    sms = await gw.reaches(await submit(gw), {State.BLOCKED})
     assert sms.error == "destination is on the blacklist"
 
 

@@ -60,20 +60,6 @@ async def enqueue(gw: Running, spec: dict[str, Any] | None, text: str = "hola",
     return row.id
 
 
-async def reaches(gw: Running, mid: int, states: set[State], timeout: float = 10):
-    async def check():
-        m = await gw.store.get_message(None, mid)
-        return m if m.state in states else None
-    return await gw.wait_for(check, timeout)
-
-
-async def inbound_of(gw: Running) -> list[Any]:
-    tenant = await gw.store.tenant_by_name("default")
-    try:
-        from spool.base import InboundFilter  # type: ignore[attr-defined]
-    except ImportError:
-        return await gw.store.list_inbound(tenant.id)
-    return await gw.store.list_inbound(InboundFilter(tenant=tenant.id))
 
 
 def meta_signature(body: bytes, secret: str = SECRET) -> str:
@@ -84,7 +70,7 @@ async def test_template_sent_then_delivered_then_read(make_gateway, sim) -> None
     gw = await gateway_with(make_gateway, sim)
     sim.outcome(CUSTOMER, "delivered", read=True)
     mid = await enqueue(gw, TEMPLATE, "Hola Ana, tu pedido salió")
-    m = await reaches(gw, mid, {State.DELIVERED})
+    m = await gw.reaches(mid, {State.DELIVERED})
     [req] = sim.received
     assert req.path == f"/v25.0/{NUMBER_ID}/messages" and req.token == TOKEN
     assert req.body["to"] == "59898344484" and req.body["type"] == "template"
@@ -102,7 +88,7 @@ async def test_template_through_the_json_api(make_gateway, sim) -> None:
             "destination": "098344484", "kind": "whatsapp", "whatsapp": TEMPLATE}) as r:
         assert r.status == 202, await r.text()
         mid = (await r.json())["id"]
-    m = await reaches(gw, mid, {State.DELIVERED})
+    m = await gw.reaches(mid, {State.DELIVERED})
     assert (m.kind, m.channel) == ("whatsapp", "whatsapp")
     assert sim.received[0].body["template"] == TEMPLATE["template"]
 
@@ -111,7 +97,7 @@ async def test_failed_131049_keeps_the_code_in_the_error(make_gateway, sim) -> N
     gw = await gateway_with(make_gateway, sim)
     sim.outcome(CUSTOMER, "failed", 131049)
     mid = await enqueue(gw, TEMPLATE)
-    m = await reaches(gw, mid, {State.FAILED})
+    m = await gw.reaches(mid, {State.FAILED})
     assert "131049" in m.error and "healthy ecosystem" in m.error
 
 
@@ -119,7 +105,7 @@ async def test_synchronous_refusal_fails_at_once_with_its_code(make_gateway, sim
     gw = await gateway_with(make_gateway, sim)
     sim.reject(131026, "Message undeliverable", "Unable to deliver message.")
     mid = await enqueue(gw, TEMPLATE)
-    m = await reaches(gw, mid, {State.FAILED})
+    m = await gw.reaches(mid, {State.FAILED})
     assert m.attempts == 1 and "131026" in m.error
 
 
@@ -127,7 +113,7 @@ async def test_server_error_is_retried_then_sent(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
     sim.fail(1)
     mid = await enqueue(gw, TEMPLATE)
-    m = await reaches(gw, mid, {State.DELIVERED})
+    m = await gw.reaches(mid, {State.DELIVERED})
     assert m.attempts == 2 and len(sim.received) == 2
 
 
@@ -143,7 +129,7 @@ async def test_rate_limit_honours_retry_after(make_gateway, sim) -> None:
     first = sim.received[0].at
     assert waiting.next_attempt_at >= first + 1.5 - 0.05
     assert "130429" in waiting.error
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
     assert sim.received[1].at - first >= 1.5 - 0.05
 
 
@@ -151,7 +137,7 @@ async def test_provider_timeout_is_retried(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim, request_timeout_s=0.5)
     sim.hang(1, seconds=2.0)
     mid = await enqueue(gw, TEMPLATE)
-    m = await reaches(gw, mid, {State.DELIVERED})
+    m = await gw.reaches(mid, {State.DELIVERED})
     assert m.attempts == 2
 
 
@@ -159,7 +145,7 @@ async def test_forged_webhooks_are_refused_and_change_nothing(make_gateway, sim)
     gw = await gateway_with(make_gateway, sim)
     sim.webhook_url = None  # statuses come from this test only
     mid = await enqueue(gw, TEMPLATE)
-    m = await reaches(gw, mid, {State.SENT})
+    m = await gw.reaches(mid, {State.SENT})
     sim.webhook_url = HOOK
     raw = json.dumps(sim.envelope({"statuses": [
         {"id": m.provider_ref, "status": "delivered", "timestamp": "1700000000",
@@ -176,7 +162,7 @@ async def test_forged_webhooks_are_refused_and_change_nothing(make_gateway, sim)
     async with gw.session.post(local, data=raw, headers={
             "Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(raw)}) as r:
         assert r.status == 200
-    await reaches(gw, mid, {State.DELIVERED})
+    await gw.reaches(mid, {State.DELIVERED})
 
 
 async def test_subscription_check(make_gateway, sim) -> None:
@@ -188,14 +174,14 @@ async def test_subscription_check(make_gateway, sim) -> None:
 
 async def test_inbound_stored_once_with_reply_data(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
-    await reaches(gw, await enqueue(gw, TEMPLATE), {State.DELIVERED})
+    await gw.reaches(await enqueue(gw, TEMPLATE), {State.DELIVERED})
     first = await sim.inbound_text(CUSTOMER, "quiero saber mas", wamid="wamid.IN1")
     retry = await sim.inbound_text(CUSTOMER, "quiero saber mas", wamid="wamid.IN1")
     assert first.status == retry.status == 200
     await sim.inbound_button(CUSTOMER, "MORE", "Más info", context_id="wamid.tpl",
                              wamid="wamid.IN2")
     await sim.inbound_reply(CUSTOMER, "list_reply", "c1", "Jackets", wamid="wamid.IN3")
-    stored = {r.provider_ref: r for r in await inbound_of(gw) if r.channel == "whatsapp"}
+    stored = {r.provider_ref: r for r in await gw.inbound() if r.channel == "whatsapp"}
     assert sorted(stored) == ["wamid.IN1", "wamid.IN2", "wamid.IN3"]
     assert stored["wamid.IN1"].text == "quiero saber mas"
     assert stored["wamid.IN1"].sender == CUSTOMER
@@ -208,7 +194,7 @@ async def test_inbound_stored_once_with_reply_data(make_gateway, sim) -> None:
 async def test_free_form_needs_the_window_open(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
     closed = await enqueue(gw, {"type": "text"}, "¿Seguimos?")
-    m = await reaches(gw, closed, {State.FAILED})
+    m = await gw.reaches(closed, {State.FAILED})
     assert "outside the 24-hour customer-service window; send a template" in m.error
     assert m.attempts == 1 and not sim.received
     assert (await sim.inbound_text(CUSTOMER, "hola")).status == 200
@@ -224,7 +210,7 @@ async def test_free_form_needs_the_window_open(make_gateway, sim) -> None:
            await enqueue(gw, {"type": "image", "image": {"link": "https://cdn.example/p.jpg"}},
                          "Así quedó")]
     for mid in ids:
-        await reaches(gw, mid, {State.DELIVERED})
+        await gw.reaches(mid, {State.DELIVERED})
     # Sent concurrently: any order.
     assert sorted(r.body["type"] for r in sim.received) == ["image", "interactive",
                                                             "interactive", "text"]
@@ -237,18 +223,18 @@ async def test_four_reply_buttons_fail_with_the_limit_named(make_gateway, sim) -
                for i in range(4)]
     mid = await enqueue(gw, {"type": "interactive", "interactive": {
         "type": "button", "body": {"text": "Elegí"}, "action": {"buttons": buttons}}})
-    m = await reaches(gw, mid, {State.FAILED})
+    m = await gw.reaches(mid, {State.FAILED})
     assert "interactive.action.buttons: 1 to 3 reply buttons (got 4)" in m.error
     assert m.attempts == 1 and not sim.received
 
 
 async def test_stop_on_whatsapp_blocks_the_next_message(make_gateway, sim) -> None:
     gw = await gateway_with(make_gateway, sim)
-    await reaches(gw, await enqueue(gw, TEMPLATE), {State.DELIVERED})
+    await gw.reaches(await enqueue(gw, TEMPLATE), {State.DELIVERED})
     await sim.inbound_text(CUSTOMER, "Baja", wamid="wamid.STOP1")
 
     async def listed():
         return await gw.store.blacklisted([(CUSTOMER, 1)])
     await gw.wait_for(listed)
     nxt = await enqueue(gw, TEMPLATE)
-    await reaches(gw, nxt, {State.BLOCKED})
+    await gw.reaches(nxt, {State.BLOCKED})
