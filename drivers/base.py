@@ -9,7 +9,7 @@ ids it receives are opaque references to be echoed back.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -109,7 +109,7 @@ class Health:
 OnDeliveryReport = Callable[[DeliveryReport], Awaitable[None]]
 OnInbound = Callable[[InboundMessage], Awaitable[object]]
 # (channel kind, customer number E.164) -> unix time of their last inbound message
-LastInbound = Callable[[str, str], Awaitable[float | None]]
+LastInbound = Callable[[str, str, str | None], Awaitable[float | None]]
 
 
 @dataclass(slots=True)
@@ -121,12 +121,14 @@ class ChannelEvents:
     on_inbound: OnInbound | None = None
     last_inbound: LastInbound | None = None
 
-    async def last_inbound_at(self, kind: str, number: str) -> float | None:
-        """When `number` last wrote to us on a channel of `kind` (e.g. to know
-        whether WhatsApp's 24-hour customer-service window is open)."""
+    async def last_inbound_at(self, kind: str, number: str,
+                              channel: str | None = None) -> float | None:
+        """When `number` last wrote to us on a channel of `kind`, or on
+        `channel` alone (WhatsApp's 24-hour customer-service window is per
+        business number: writing to one opens nothing on another)."""
         if self.last_inbound is None:
             return None
-        return await self.last_inbound(kind, number)
+        return await self.last_inbound(kind, number, channel)
 
     async def report(self, report: DeliveryReport) -> None:
         if self.on_report is not None:
@@ -169,3 +171,13 @@ class WebhookChannel(Protocol):
     hook_name: str
 
     async def handle_hook(self, request: web.Request, subpath: str) -> web.StreamResponse: ...
+
+
+@runtime_checkable
+class SharedHook(Protocol):
+    """A webhook channel whose provider sends the callbacks of several
+    channels to one URL (Meta: every phone number of an app). Once every
+    channel is built, the gateway shows each such channel all of them; its
+    `handle_hook` then hands each callback to the channel it concerns."""
+
+    def meet(self, channels: Sequence[Channel]) -> None: ...

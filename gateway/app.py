@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from drivers.base import Channel, ChannelEvents, WebhookChannel
+from drivers.base import Channel, ChannelEvents, SharedHook, WebhookChannel
 from drivers.registry import DRIVERS
 from gateway.api.http import build_app
 from gateway.auth import Authenticator, OpenNetworks, RateLimiter
@@ -69,6 +69,10 @@ class App:
                                                    self.settings.driver_options, strict=True)):
             spec = DRIVERS[cfg.driver]
             built += [(ch, index) for ch in spec.build(cfg.name, options, self.events)]
+        everyone = [ch for ch, _ in built]
+        for channel in everyone:
+            if isinstance(channel, SharedHook):  # e.g. the numbers of one Meta app
+                channel.meet(everyone)
         return built
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -131,8 +135,9 @@ class App:
             self.store, campaigns, s.inbound, s.phone.default_region, clock=self.clock,
             kind_of=lambda name: router.runners[name].kind if name in router.runners else "sms",
             wake=intake.accepted, on_whatsapp=fallbacks.on_inbound)
-        self.events.last_inbound = lambda kind, number: self.store.last_inbound_at(
-            number, [n for n, r in router.runners.items() if r.kind == kind])
+        self.events.last_inbound = lambda kind, number, channel: self.store.last_inbound_at(
+            number, [channel] if channel else
+            [n for n, r in router.runners.items() if r.kind == kind])
         services = Services(
             settings=s, store=self.store, campaigns=campaigns, intake=intake,
             auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),

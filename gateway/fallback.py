@@ -81,7 +81,10 @@ class FallbackWorker:
         template = {"name": policy["template"],
                     "language": {"code": str(policy.get("language", "en"))},
                     "components": policy.get("components", [])}
+        original = await self._store.get_message(None, item.message_id)
+        # The question comes from the business number the offer came from.
         meta = {"fallback": item.message_id, "category": "utility",
+                **({"channel": original.channel} if original.channel else {}),
                 **({"price": policy["utility_price"]} if "utility_price" in policy else {})}
         [row] = await self._store.insert_messages([NewMessage(
             tenant=item.tenant, campaign=item.campaign, destination=item.destination,
@@ -94,8 +97,11 @@ class FallbackWorker:
         log.info("fallback.asked", message=item.message_id, utility=row.id,
                  error_code=item.error_code)
 
-    async def on_inbound(self, sender: str, text: str, data: Mapping[str, Any] | None) -> bool:
-        """A WhatsApp message from `sender`: does it answer an open fallback?"""
+    async def on_inbound(self, sender: str, text: str, data: Mapping[str, Any] | None,
+                         channel: str) -> bool:
+        """A WhatsApp message from `sender` on `channel`: does it answer an open
+        fallback? The session message goes back through that channel: the
+        customer's 24-hour window is open on that business number only."""
         now = self._clock()
         item = await self._store.fallback_for(sender, now)
         if item is None or not is_yes(text, data):
@@ -111,7 +117,7 @@ class FallbackWorker:
             log.warning("fallback.cannot_carry", message=item.message_id, error=str(err))
             await self._store.set_fallback(item.message_id, "EXPIRED", now)
             return False
-        meta = {"fallback": item.message_id, "category": "marketing",
+        meta = {"fallback": item.message_id, "category": "marketing", "channel": channel,
                 **({"price": policy["session_price"]} if "session_price" in policy else {})}
         rows = await self._store.insert_messages([NewMessage(
             tenant=item.tenant, campaign=item.campaign, destination=sender,

@@ -35,7 +35,8 @@ from spool.base import Campaign, InboundRecord, Message, NewMessage, Store
 log = structlog.get_logger("smsgw.inbound")
 
 # (sender, text, data) of a WhatsApp message: the utility fallback listens here.
-WhatsAppHook = Callable[[str, str, Mapping[str, Any] | None], Awaitable[bool]]
+# (sender, text, data, the channel it came in on)
+WhatsAppHook = Callable[[str, str, Mapping[str, Any] | None, str], Awaitable[bool]]
 
 OPERATOR_TENANT = 1
 REPLY_PRIORITY = 100  # answers to a customer go before campaign traffic
@@ -102,7 +103,7 @@ class InboundHandler:
                  reply_to=record.reply_to, action=decision.action, duplicate=duplicate)
         if (not duplicate and decision.action != "opt_out" and self._on_whatsapp is not None
                 and self._kind_of(message.channel) == "whatsapp"):
-            await self._on_whatsapp(sender, message.text, message.data)
+            await self._on_whatsapp(sender, message.text, message.data, message.channel)
         return inbound_id
 
     def decide(self, text: str, campaign: Campaign | None) -> Decision:

@@ -264,6 +264,7 @@ def _apply_channel_env(raw: dict[str, Any], path: list[str], value: Any, name: s
 
 def _validate_channels(settings: Settings) -> Settings:
     seen: set[str] = set()
+    numbers: dict[str, str] = {}
     options = []
     for i, channel in enumerate(settings.channels):
         if channel.name in seen:
@@ -278,6 +279,14 @@ def _validate_channels(settings: Settings) -> Settings:
             options.append(spec.options.model_validate(channel.model_extra or {}))
         except ValidationError as err:
             raise _error_line(err, ("channels", i)) from None
+        # One business number, one channel: Meta's webhooks for it are routed
+        # by phone_number_id, and a second channel would never see its reports.
+        number = getattr(options[-1], "phone_number_id", None)
+        if number:
+            if number in numbers:
+                raise ConfigError(f"channels[{i}].phone_number_id",
+                                  f"{number!r} is already channel {numbers[number]!r}")
+            numbers[number] = channel.name
     return settings.model_copy(update={"driver_options": tuple(options)})
 
 

@@ -73,6 +73,11 @@ async def test_failed_marketing_is_recovered_after_the_customer_answers(make_gat
     assert interactive["type"] == "cta_url" and interactive["header"]["type"] == "image"
     utility = await gw.store.get_message(None, utility.id)
     assert (utility.cost, session.cost) == (pytest.approx(0.03), pytest.approx(0.5))
+    # Question and answer go through the business number the customer knows:
+    # the offer's, then the one the customer answered (its window is open).
+    original = await gw.store.get_message(None, mid)
+    assert utility.data["_smsgw"]["channel"] == original.channel == utility.channel == "wa"
+    assert session.data["_smsgw"]["channel"] == "wa" == session.channel
 
 
 async def test_no_answer_in_24_hours_ends_the_fallback(make_gateway) -> None:

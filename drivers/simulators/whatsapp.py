@@ -18,6 +18,10 @@ loopback that speaks Meta's documented wire format.
   `marketing_templates` (what Meta's template manager files as MARKETING)
   to a customer who stopped fails with 131050, as Meta does.
 - Scripted faults: 500s, 429 with Retry-After, hangs, specific error codes.
+- Several phone numbers in one app (`add_number`): each sends from its own
+  `phone_number_id`, and the webhooks of all of them go to the one
+  `webhook_url`, each change with its number's `metadata`, as Meta does.
+  `entry()` and `post()` build and sign a POST that carries several numbers.
 
 Swapping it for Meta changes only `base_url` and credentials. Standalone:
 `python -m drivers.simulators.whatsapp --port 8082 --webhook-url
@@ -85,8 +89,10 @@ class WhatsAppSimulator(SimulatorServer):
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.access_token = access_token
         self.app_secret = app_secret
-        self.phone_number_id = phone_number_id
+        self.phone_number_id = phone_number_id  # the default number of every call
         self.display_phone_number = display_phone_number
+        # phone_number_id -> display_phone_number: every number of the app.
+        self.numbers: dict[str, str] = {phone_number_id: display_phone_number}
         self.waba_id = waba_id
         self.webhook_url = webhook_url
         self.status_delay_s = status_delay_s
@@ -96,7 +102,9 @@ class WhatsAppSimulator(SimulatorServer):
         self.received: list[Received] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.outcomes: dict[str, Outcome] = {}
-        self.last_inbound: dict[str, float] = {}  # wa_id -> when they last wrote
+        # (phone_number_id, wa_id) -> when they last wrote to that number: the
+        # customer-service window is per business number.
+        self.last_inbound: dict[tuple[str, str], float] = {}
         self.marketing_templates: set[str] = set()  # names Meta files as MARKETING
         self.marketing_stopped: set[str] = set()  # wa_ids that stopped marketing messages
         app = web.Application()
@@ -105,6 +113,10 @@ class WhatsAppSimulator(SimulatorServer):
         self.server = LoopbackServer(app, host=host, port=port)
 
     # scripting ------------------------------------------------------------
+    def add_number(self, phone_number_id: str, display_phone_number: str) -> None:
+        """Another phone number of the same app (same token, secret and callback URL)."""
+        self.numbers[phone_number_id] = display_phone_number
+
     def outcome(self, to: str, status: str = "delivered", error_code: int | None = None,
                 read: bool = False) -> None:
         self.outcomes[to.lstrip("+")] = Outcome(status, error_code, read)
@@ -141,18 +153,19 @@ class WhatsAppSimulator(SimulatorServer):
         if token != self.access_token:
             return web.json_response(graph_error(190, "Invalid OAuth access token - Cannot "
                                                  "parse access token", None), status=401)
-        if request.match_info["number"] != self.phone_number_id:
+        number = request.match_info["number"]
+        if number not in self.numbers:
             return _bad(100, f"Unsupported post request. Object with ID "
-                        f"'{request.match_info['number']}' does not exist")
+                        f"'{number}' does not exist")
         problem = _invalid(body)
         if problem:
             return _bad(*problem)
-        return web.json_response(self._accept(body))
+        return web.json_response(self._accept(number, body))
 
-    def _accept(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _accept(self, number: str, body: dict[str, Any]) -> dict[str, Any]:
         to = body.get("to") or body.get("recipient")
         wamid = "wamid." + secrets.token_urlsafe(24)
-        self.messages[wamid] = {"to": to, "body": body}
+        self.messages[wamid] = {"to": to, "body": body, "from": number}
         self.caller.spawn(self._lifecycle(wamid), f"whatsapp-sim:{wamid}")
         message: dict[str, Any] = {"id": wamid}
         if body["type"] == "template":
@@ -183,7 +196,7 @@ class WhatsAppSimulator(SimulatorServer):
     def _window_closed(self, sent: dict[str, Any]) -> bool:
         if not self.enforce_window or sent["body"]["type"] == "template":
             return False
-        return time.time() - self.last_inbound.get(sent["to"], 0.0) > WINDOW_S
+        return time.time() - self.last_inbound.get((sent["from"], sent["to"]), 0.0) > WINDOW_S
 
     def _marketing_refused(self, sent: dict[str, Any]) -> bool:
         template = sent["body"].get("template") or {}
@@ -196,7 +209,13 @@ class WhatsAppSimulator(SimulatorServer):
         return f"sha256={digest}"
 
     async def status(self, wamid: str, status: str, error_code: int | None = None) -> Delivery:
-        """POST one status webhook for `wamid`, signed."""
+        """POST one status webhook for `wamid`, signed, from the number that sent it."""
+        return await self.post_value(self.status_value(wamid, status, error_code),
+                                     number=self.messages[wamid]["from"])
+
+    def status_value(self, wamid: str, status: str,
+                     error_code: int | None = None) -> dict[str, Any]:
+        """The `value` of a status change for `wamid` (see `entry`)."""
         sent = self.messages[wamid]
         element: dict[str, Any] = {
             "id": wamid, "status": status, "timestamp": str(int(time.time())),
@@ -215,17 +234,25 @@ class WhatsAppSimulator(SimulatorServer):
             element["pricing"] = {"billable": status == "sent" or category != "service",
                                   "pricing_model": "PMP", "type": "regular",
                                   "category": category}
-        return await self.post_value({"statuses": [element]})
+        return {"statuses": [element]}
 
     async def inbound(self, sender: str, message: dict[str, Any], *,
-                      name: str = "Cliente", wamid: str | None = None) -> Delivery:
-        """POST an incoming message of any shape; the same `wamid` replays a retry."""
+                      name: str = "Cliente", wamid: str | None = None,
+                      to: str | None = None) -> Delivery:
+        """POST an incoming message of any shape to number `to` (a phone_number_id,
+        by default `phone_number_id`); the same `wamid` replays a retry."""
+        return await self.post_value(self.inbound_value(sender, message, name=name, wamid=wamid,
+                                                        to=to), number=to)
+
+    def inbound_value(self, sender: str, message: dict[str, Any], *, name: str = "Cliente",
+                      wamid: str | None = None, to: str | None = None) -> dict[str, Any]:
+        """The `value` of an incoming message's change (see `entry`); opens the window."""
         wa_id = sender.lstrip("+")
-        self.last_inbound[wa_id] = time.time()
+        self.last_inbound[(to or self.phone_number_id, wa_id)] = time.time()
         full = {"from": wa_id, "id": wamid or "wamid." + secrets.token_urlsafe(24),
                 "timestamp": str(int(time.time())), **message}
         contact = {"profile": {"name": name}, "wa_id": wa_id}
-        return await self.post_value({"contacts": [contact], "messages": [full]})
+        return {"contacts": [contact], "messages": [full]}
 
     async def inbound_text(self, sender: str, text: str, **kw: Any) -> Delivery:
         return await self.inbound(sender, {"type": "text", "text": {"body": text}}, **kw)
@@ -236,7 +263,7 @@ class WhatsAppSimulator(SimulatorServer):
         message: dict[str, Any] = {"type": "button",
                                    "button": {"payload": payload, "text": text}}
         if context_id:
-            message["context"] = {"from": self.display_phone_number, "id": context_id}
+            message["context"] = {"from": self._display(kw.get("to")), "id": context_id}
         return await self.inbound(sender, message, **kw)
 
     async def inbound_reply(self, sender: str, kind: str, reply_id: str, title: str,
@@ -245,7 +272,7 @@ class WhatsAppSimulator(SimulatorServer):
         message: dict[str, Any] = {"type": "interactive", "interactive": {
             "type": kind, kind: {"id": reply_id, "title": title}}}
         if context_id:
-            message["context"] = {"from": self.display_phone_number, "id": context_id}
+            message["context"] = {"from": self._display(kw.get("to")), "id": context_id}
         return await self.inbound(sender, message, **kw)
 
     def set_marketing(self, customer: str, value: str) -> None:
@@ -258,8 +285,8 @@ class WhatsAppSimulator(SimulatorServer):
             self.marketing_stopped.discard(wa_id)
 
     async def user_preferences(self, customer: str, value: str, *,
-                               timestamp: int | None = None,
-                               name: str = "Cliente") -> Delivery:
+                               timestamp: int | None = None, name: str = "Cliente",
+                               to: str | None = None) -> Delivery:
         """The customer stops or resumes marketing messages, and Meta tells the
         business with a `user_preferences` webhook."""
         self.set_marketing(customer, value)
@@ -268,21 +295,37 @@ class WhatsAppSimulator(SimulatorServer):
                 "category": "marketing_messages", "value": value,
                 "timestamp": int(time.time()) if timestamp is None else timestamp}
         return await self.post_value({"contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-                                      "user_preferences": [item]}, field="user_preferences")
+                                      "user_preferences": [item]}, field="user_preferences",
+                                     number=to)
 
-    async def post_value(self, value: dict[str, Any], field: str = "messages") -> Delivery:
+    async def post_value(self, value: dict[str, Any], field: str = "messages",
+                         number: str | None = None) -> Delivery:
+        return await self.post(self.envelope(value, field, number))
+
+    async def post(self, doc: dict[str, Any]) -> Delivery:
+        """Sign any webhook body with the app secret and POST it to `webhook_url`."""
         if not self.webhook_url:
             raise ValueError("no webhook_url configured")
-        raw = dumps(self.envelope(value, field))
+        raw = dumps(doc)
         return await self.caller.post(self.webhook_url, body=raw, headers={
             "Content-Type": "application/json", SIGNATURE_HEADER: self.sign(raw)})
 
-    def envelope(self, value: dict[str, Any], field: str = "messages") -> dict[str, Any]:
-        metadata = {"display_phone_number": self.display_phone_number,
-                    "phone_number_id": self.phone_number_id}
-        return {"object": "whatsapp_business_account", "entry": [{"id": self.waba_id, "changes": [
+    def envelope(self, value: dict[str, Any], field: str = "messages",
+                 number: str | None = None) -> dict[str, Any]:
+        return {"object": "whatsapp_business_account",
+                "entry": [self.entry(value, field, number)]}
+
+    def entry(self, value: dict[str, Any], field: str = "messages",
+              number: str | None = None) -> dict[str, Any]:
+        """One `entry[]` item: a change about `number` (default `phone_number_id`)."""
+        number = number or self.phone_number_id
+        metadata = {"display_phone_number": self._display(number), "phone_number_id": number}
+        return {"id": self.waba_id, "changes": [
             {"field": field, "value": {"messaging_product": "whatsapp",
-                                       "metadata": metadata, **value}}]}]}
+                                       "metadata": metadata, **value}}]}
+
+    def _display(self, number: str | None) -> str:
+        return self.numbers.get(number or self.phone_number_id, self.display_phone_number)
 
     async def verify(self, verify_token: str, challenge: str = "1158201444") -> Delivery:
         """Meta's GET subscription check."""
@@ -351,19 +394,20 @@ def control_routes(sim: WhatsAppSimulator) -> list[web.RouteDef]:
 
     async def inbound(request: web.Request) -> web.Response:
         spec = await request.json()
-        sender = str(spec["from"])
+        sender, to = str(spec["from"]), spec.get("to")  # to: a phone_number_id
         if spec.get("payload"):
-            got = await sim.inbound_button(sender, spec["payload"], spec.get("text", ""))
+            got = await sim.inbound_button(sender, spec["payload"], spec.get("text", ""), to=to)
         elif spec.get("reply_id"):
             got = await sim.inbound_reply(sender, spec.get("kind", "button_reply"),
-                                          spec["reply_id"], spec.get("title", ""))
+                                          spec["reply_id"], spec.get("title", ""), to=to)
         else:
-            got = await sim.inbound_text(sender, spec.get("text", ""))
+            got = await sim.inbound_text(sender, spec.get("text", ""), to=to)
         return web.json_response({"gateway_status": got.status, "body": got.body})
 
     async def preferences(request: web.Request) -> web.Response:
         spec = await request.json()
-        got = await sim.user_preferences(str(spec["from"]), str(spec.get("value", "stop")))
+        got = await sim.user_preferences(str(spec["from"]), str(spec.get("value", "stop")),
+                                         to=spec.get("to"))
         return web.json_response({"gateway_status": got.status, "body": got.body})
 
     async def received(_: web.Request) -> web.Response:
@@ -403,19 +447,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--access-token", default="sim-token")
     parser.add_argument("--app-secret", default="sim-secret")
     parser.add_argument("--phone-number-id", default="100000000000001")
+    parser.add_argument("--number", action="append", default=[], metavar="ID:DISPLAY",
+                        help="another phone number of the app (repeatable)")
     parser.add_argument("--webhook-url", default="http://127.0.0.1:8080/hooks/whatsapp")
     parser.add_argument("--status-delay-s", type=float, default=1.0)
     args = parser.parse_args(argv)
-    asyncio.run(_serve(WhatsAppSimulator(
+    sim = WhatsAppSimulator(
         access_token=args.access_token, app_secret=args.app_secret,
         phone_number_id=args.phone_number_id, webhook_url=args.webhook_url,
-        status_delay_s=args.status_delay_s, host=args.host, port=args.port)))
+        status_delay_s=args.status_delay_s, host=args.host, port=args.port)
+    for spec in args.number:
+        number_id, _, display = spec.partition(":")
+        sim.add_number(number_id, display or number_id)
+    asyncio.run(_serve(sim))
 
 
 async def _serve(sim: WhatsAppSimulator) -> None:
     url = await sim.start()
-    print(f"WhatsApp Cloud API simulator on {url} (phone_number_id {sim.phone_number_id})",
-          flush=True)
+    print(f"WhatsApp Cloud API simulator on {url} (phone_number_id "
+          f"{', '.join(sim.numbers)})", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

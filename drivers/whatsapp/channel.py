@@ -3,7 +3,10 @@
 Sends with `POST /{version}/{phone_number_id}/messages` (Bearer token) and
 receives Meta's webhooks on the gateway's server at `/hooks/{name}`: the
 GET subscription check (`verify_token`) and POSTs signed with the app
-secret (`X-Hub-Signature-256`). Anything but a template needs the
+secret (`X-Hub-Signature-256`). A Meta app has one callback URL for all its
+numbers, so any channel's hook takes the changes of every channel of the
+same app and hands each to the channel of its number (`numbers`). Anything
+but a template needs the
 customer-service window open: the customer wrote in the last 24 hours.
 A customer's marketing stop or resume (the `user_preferences` webhook, or a
 send refused with 131050) goes to the gateway as a `MarketingPreference`.
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import (
+    Channel,
     ChannelError,
     ChannelEvents,
     ChannelKind,
@@ -29,7 +34,7 @@ from drivers.base import (
     TransientError,
 )
 from drivers.http.common import HttpChannelBase, fetch
-from drivers.whatsapp import errors, payload, webhook
+from drivers.whatsapp import errors, numbers, payload, webhook
 from drivers.whatsapp.preferences import STOPPED_CODE, MarketingPreference
 
 log = structlog.get_logger("smsgw.whatsapp")
@@ -65,6 +70,19 @@ class WhatsAppChannel(HttpChannelBase):
         self._url = (f"{options.base_url.rstrip('/')}/{options.api_version}/"
                      f"{options.phone_number_id}/messages")
         self._headers = {"Authorization": f"Bearer {options.access_token}"}
+        # Until the gateway shows us the other channels: our own number only.
+        self._numbers = numbers.Numbers(self._line())
+
+    def _line(self) -> numbers.Line[WhatsAppChannel]:
+        return numbers.Line(self, self.name, self._opt.phone_number_id, self._opt.app_secret)
+
+    def meet(self, channels: Sequence[Channel]) -> None:
+        """Every channel the gateway runs: which numbers our hook also takes."""
+        others = [c._line() for c in channels if isinstance(c, WhatsAppChannel) and c is not self]
+        self._numbers = numbers.Numbers(self._line(), others)
+        for number, kept, left in self._numbers.clashes:
+            log.warning("whatsapp.number_configured_twice", channel=self.name,
+                        phone_number_id=number, takes_its_webhooks=kept, left_out=left)
 
     async def send(self, message: OutgoingMessage) -> SendReceipt:
         self._check_open()
@@ -88,7 +106,7 @@ class WhatsAppChannel(HttpChannelBase):
         return receipt
 
     async def _require_window(self, destination: str) -> None:
-        last = await self._events.last_inbound_at("whatsapp", destination)
+        last = await self._events.last_inbound_at("whatsapp", destination, self.name)
         if last is None or self._clock() - last > WINDOW_S:
             raise PermanentError("outside the 24-hour customer-service window; send a template",
                                  code="window_closed")
@@ -104,20 +122,37 @@ class WhatsAppChannel(HttpChannelBase):
             return web.Response(text=answer)
         if request.method != "POST":
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+        await self._route(await self._signed_json(request))
+        return web.Response(text="EVENT_RECEIVED")
+
+    async def _signed_json(self, request: web.Request) -> Any:
         raw = await request.read()
         if not webhook.signed(self._opt.app_secret, raw,
                               request.headers.get(webhook.SIGNATURE_HEADER)):
             log.warning("whatsapp.bad_signature", channel=self.name)
             raise web.HTTPForbidden(reason="missing or wrong X-Hub-Signature-256")
         try:
-            doc = json.loads(raw)
+            return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise web.HTTPBadRequest(reason="body is not JSON") from None
-        await self._deliver(webhook.parse(self.name, doc, self._opt.phone_number_id))
-        return web.Response(text="EVENT_RECEIVED")
 
-    async def _deliver(self, events: webhook.Events) -> None:
-        # Stored before the 200: a failure is a 5xx and Meta delivers again.
+    async def _route(self, doc: Any) -> None:
+        groups, ignored = webhook.split(doc)
+        for why in ignored:
+            log.info("whatsapp.webhook_ignored", channel=self.name, reason=why)
+        for number, changes in groups.items():
+            target = self._numbers.take(number)
+            if isinstance(target, str):
+                # Lost replies and reports unless the operator adds the number.
+                log.warning("whatsapp.webhook_unrouted", channel=self.name,
+                            phone_number_id=number, changes=len(changes), reason=target)
+                continue
+            await target.receive(webhook.events(target.name, changes))
+
+    async def receive(self, events: webhook.Events) -> None:
+        """Hand over what Meta said about this channel's number, whichever
+        hook it came in by. Stored before the 200: a failure is a 5xx and
+        Meta delivers the whole POST again (every event is idempotent)."""
         for message in events.inbound:
             await self._events.inbound(message)
         for preference in events.preferences:

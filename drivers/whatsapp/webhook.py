@@ -22,6 +22,7 @@ from drivers.whatsapp.errors import describe
 from drivers.whatsapp.preferences import MarketingPreference
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+FIELDS = ("messages", "user_preferences")
 
 
 def signature(app_secret: str, body: bytes) -> str:
@@ -49,45 +50,71 @@ class Events:
     ignored: list[str] = field(default_factory=list)  # why, for the log
 
 
+# The changes of one POST, by the phone_number_id they name (None: no metadata).
+Changes = dict[str | None, list[dict[str, Any]]]
+
+
+def split(doc: Any) -> tuple[Changes, list[str]]:
+    """One webhook POST's changes grouped by the number they concern, and why
+    anything else was left out. Meta sends every number of an app to one
+    callback URL, so one POST may concern several of our channels."""
+    groups: Changes = {}
+    if not isinstance(doc, dict) or doc.get("object") != "whatsapp_business_account":
+        return groups, ["not a whatsapp_business_account webhook"]
+    ignored = []
+    for change in _changes(doc):
+        if change.get("field") not in FIELDS:
+            ignored.append(f"field {change.get('field')!r}")
+            continue
+        number = ((change.get("value") or {}).get("metadata") or {}).get("phone_number_id")
+        groups.setdefault(None if number is None else str(number), []).append(change)
+    return groups, ignored
+
+
+def events(channel: str, changes: list[dict[str, Any]], into: Events | None = None) -> Events:
+    """What `changes`, all about `channel`'s number, say (added to `into`)."""
+    found = Events() if into is None else into
+    for change in changes:
+        _change(channel, change, found)
+    return found
+
+
 def parse(channel: str, doc: Any, phone_number_id: str) -> Events:
     """Everything in one webhook POST that concerns `phone_number_id`."""
-    events = Events()
-    if not isinstance(doc, dict) or doc.get("object") != "whatsapp_business_account":
-        events.ignored.append("not a whatsapp_business_account webhook")
-        return events
-    for entry in doc.get("entry") or []:
-        for change in entry.get("changes") or []:
-            _change(channel, change, phone_number_id, events)
-    return events
+    groups, ignored = split(doc)
+    found = Events(ignored=ignored)
+    for number, changes in groups.items():
+        if number in (None, phone_number_id):
+            events(channel, changes, found)
+        else:
+            found.ignored.append(f"phone_number_id {number}")
+    return found
 
 
-def _change(channel: str, change: dict[str, Any], number_id: str, events: Events) -> None:
+def _changes(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = [e for e in doc.get("entry") or [] if isinstance(e, dict)]
+    return [c for e in entries for c in e.get("changes") or [] if isinstance(c, dict)]
+
+
+def _change(channel: str, change: dict[str, Any], found: Events) -> None:
     value = change.get("value") or {}
-    if change.get("field") not in ("messages", "user_preferences"):
-        events.ignored.append(f"field {change.get('field')!r}")
-        return
-    metadata = value.get("metadata") or {}
-    if metadata.get("phone_number_id") not in (None, number_id):
-        # Meta sends every number of the app to one callback URL.
-        events.ignored.append(f"phone_number_id {metadata.get('phone_number_id')}")
-        return
     if change["field"] == "user_preferences":
         for item in value.get("user_preferences") or []:
-            found = preference(channel, item)
-            if isinstance(found, str):
-                events.ignored.append(found)
+            pref = preference(channel, item)
+            if isinstance(pref, str):
+                found.ignored.append(pref)
             else:
-                events.preferences.append(found)
+                found.preferences.append(pref)
         return
     for error in value.get("errors") or []:
-        events.ignored.append(f"webhook error {describe(error)}")
+        found.ignored.append(f"webhook error {describe(error)}")
     for status in value.get("statuses") or []:
-        events.reports.append(status_report(channel, status))
+        found.reports.append(status_report(channel, status))
     names = {c.get("wa_id"): (c.get("profile") or {}).get("name")
              for c in value.get("contacts") or []}
-    ours = _plus(metadata.get("display_phone_number", ""))
+    ours = _plus((value.get("metadata") or {}).get("display_phone_number", ""))
     for message in value.get("messages") or []:
-        events.inbound.append(inbound_message(channel, message, ours, names))
+        found.inbound.append(inbound_message(channel, message, ours, names))
 
 
 def preference(channel: str, item: dict[str, Any]) -> MarketingPreference | str:

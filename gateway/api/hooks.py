@@ -1,5 +1,8 @@
 """`/hooks/{name}/...`: callbacks from providers and gateways, handed to the
-channel that registered that hook name."""
+channel that registered that hook name. That channel checks the caller and,
+when its provider sends several channels' callbacks to one URL (a Dinstar's
+ports, the numbers of one Meta app), hands each on to the channel it
+concerns."""
 
 from __future__ import annotations
 

@@ -317,7 +317,8 @@ _HEALTH = {
     "/healthz": {"get": {"security": [], "summary": "Liveness: the event loop answers",
                          "responses": {"200": _resp("Alive", record(["status"], {
                              "status": {"const": "ok"}}))}}},
-    "/readyz": {"get": {"security": [], "summary": "Readiness: storage reachable and writable, a channel up",
+    "/readyz": {"get": {"security": [],
+                        "summary": "Readiness: storage reachable and writable, a channel up",
                         "responses": {"200": _resp("Ready", ref("Readiness")),
                                       "503": _resp("Not ready", ref("Readiness"))}}},
     "/api/v1/openapi.json": {"get": {"security": [], "summary": "This description",
