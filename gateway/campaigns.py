@@ -8,6 +8,7 @@ effect before the next batch.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -25,13 +26,19 @@ class CampaignBook:
         self._by_name: dict[tuple[int, str], Campaign] = {}
         self._schedules: dict[int, Schedule | None] = {}
         self._loaded_at = float("-inf")
+        self._reloading = asyncio.Lock()
 
     async def reload(self) -> None:
-        campaigns = await self._store.list_campaigns()
-        self._by_id = {c.id: c for c in campaigns}
-        self._by_name = {(c.tenant, c.name): c for c in campaigns}
-        self._schedules = {c.id: _schedule(c) for c in campaigns}
-        self._loaded_at = self._clock()
+        # One at a time: a reload that read the table before a change (the
+        # dispatcher's periodic one) must not land after the reload that
+        # follows the change (a campaign stopped through the API), or the
+        # stopped campaign would be claimed from again.
+        async with self._reloading:
+            campaigns = await self._store.list_campaigns()
+            self._by_id = {c.id: c for c in campaigns}
+            self._by_name = {(c.tenant, c.name): c for c in campaigns}
+            self._schedules = {c.id: _schedule(c) for c in campaigns}
+            self._loaded_at = self._clock()
 
     async def fresh(self) -> None:
         if self._clock() - self._loaded_at >= self._refresh_s:

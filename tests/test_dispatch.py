@@ -123,6 +123,39 @@ async def test_stopped_campaign_waits_then_sends_when_started(gateway: Running) 
     await settled(gateway, ids, {State.SENT, State.DELIVERED})
 
 
+async def test_a_reload_that_read_before_a_stop_does_not_land_after_it(store) -> None:
+    """The dispatcher's periodic reload may read the campaigns just before a
+    stop and finish just after the reload that follows the stop: the book
+    must end with the campaign stopped, or it would be claimed from again."""
+    import asyncio
+
+    from gateway.campaigns import CampaignBook
+
+    class SlowFirstRead:
+        def __init__(self) -> None:
+            self.read, self.go, self.calls = asyncio.Event(), asyncio.Event(), 0
+
+        async def list_campaigns(self, tenant=None):
+            self.calls += 1
+            found = await store.list_campaigns(tenant)
+            if self.calls == 1:
+                self.read.set()
+                await self.go.wait()  # the answer travels slowly
+            return found
+
+    slow = SlowFirstRead()
+    book = CampaignBook(slow)  # type: ignore[arg-type]
+    periodic = asyncio.create_task(book.reload())
+    await slow.read.wait()  # it has read the campaign while still enabled
+    await store.update_campaign(1, enabled=False)
+    after_stop = asyncio.create_task(book.reload())
+    await asyncio.sleep(0.05)
+    slow.go.set()
+    await asyncio.gather(periodic, after_stop)
+    assert book.by_id(1).enabled is False
+    assert 1 not in book.sendable(time.time())
+
+
 def _after(seconds: float):
     deadline = time.monotonic() + seconds
 

@@ -88,7 +88,7 @@ def test_unknown_region_is_not_an_invalid_number() -> None:
 
 
 def test_cache_is_bounded_and_remembers_rejections() -> None:
-    assert phone._classify.cache_info().maxsize == 65536
+    assert phone._classify.cache_info().maxsize == 4096
     phone._classify.cache_clear()
     for _ in range(3):
         with pytest.raises(InvalidNumber):
