@@ -8,16 +8,24 @@ that mark is what tells recovery whether a crashed send may have gone out.
 A store that is away (full disk, locked file, server down) is ridden out
 here with a short capped back-off, not by crashing to the supervisor, whose
 back-off grows to 30 s: dispatch resumes within seconds of the store's
-return. A claim that raised gave this node nothing to send: SQLite rolled
-it back, and what PostgreSQL may have committed before the connection broke
-stays leased to this node, unsent, until its next start requeues it.
+return. A claim that raised gave this node nothing to send, yet PostgreSQL
+may have committed it before the connection broke: each claim carries a
+random token, and once the store answers again the rows of a failed
+claim's token still claimed and never started go back to the queue. They
+never reached a channel, so this cannot send anything twice.
+
+A paced campaign (`time_between_ms`) gets one message per slot, and the
+slot is taken in the claim's own transaction (`Store.claim_paced`): the
+pace holds for the whole cluster, not per daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import structlog
@@ -54,6 +62,7 @@ class Dispatcher:
         self._claiming = True
         self._outage = StoreOutage("claim", clock=clock)
         self._pacer = Pacer()
+        self._lost_claims: set[int] = set()  # tokens of claims that raised
         self.claimed_total = 0
 
     def wake(self) -> None:
@@ -82,6 +91,7 @@ class Dispatcher:
                 now = self._clock()
                 try:
                     await self._campaigns.fresh()
+                    await self._return_lost_claims()
                     batch = await self._claim(free, now)
                 except StoreError as err:
                     await self._store_away(err, handing)
@@ -108,25 +118,55 @@ class Dispatcher:
         await _wait(self._wake, self._outage.failed(err))
 
     async def _claim(self, free: int, now: float) -> list[Claimed]:
-        """Unpaced campaigns in one claim; each paced campaign whose slot is
-        due gets one message (its `time_between_ms` apart)."""
+        """Unpaced campaigns in one claim; then one message of each paced
+        campaign whose slot is due, the slot taken by the claim itself."""
         lease = now + self._policy.claim_lease_s
         free = min(free, self._policy.batch_size)
         unpaced, due = self._pacer.split(self._campaigns, now)
-        batch = await self._store.claim(self.node, free, now, lease, unpaced) if unpaced else []
+        batch: list[Claimed] = []
+        if unpaced:
+            with self._claim_token() as token:
+                batch = await self._store.claim(self.node, free, now, lease, unpaced,
+                                                token=token)
         for campaign in due:
             if len(batch) >= free:
                 break
             try:
-                one = await self._store.claim(self.node, 1, now, lease, [campaign])
+                with self._claim_token() as token:
+                    # The clock now, not the cycle's: the slot starts when it is taken.
+                    paced = await self._store.claim_paced(self.node, self._clock(), lease,
+                                                          campaign, token=token)
             except StoreError:
                 if not batch:
                     raise
                 break  # what was claimed is committed: hand it out; the next claim meets this
-            if one:
-                self._pacer.sent(campaign, now)
-            batch += one
+            self._pacer.heard(campaign, paced.next_slot_at)
+            batch += paced.claimed
         return batch
+
+    @contextlib.contextmanager
+    def _claim_token(self) -> Iterator[int]:
+        """A token for one claim, kept if the claim raises: the server may
+        have committed it all the same (the connection broke after COMMIT)."""
+        token = secrets.randbits(63)
+        try:
+            yield token
+        except BaseException:
+            self._lost_claims.add(token)
+            raise
+
+    async def _return_lost_claims(self) -> None:
+        """Rows that claims which raised took all the same are leased to this
+        node (and renewed) but were never received: back to the queue."""
+        if not self._lost_claims:
+            return
+        tokens = sorted(self._lost_claims)
+        returned = await self._store.release_claims(tokens, self._clock())
+        self._lost_claims.difference_update(tokens)
+        if returned:
+            log.warning("dispatcher.lost_claims_returned", claims=len(tokens), requeued=returned)
+        else:  # the failed claims had been rolled back
+            log.info("dispatcher.lost_claims_returned", claims=len(tokens), requeued=0)
 
     async def _dispatch(self, batch: list[Claimed]) -> None:
         checked = [(m.destination, m.campaign) for m in batch
@@ -279,33 +319,43 @@ class StoreOutage:
 
 
 class Pacer:
-    """When each throttled campaign (`time_between_ms`) may send next.
+    """When each paced campaign (`time_between_ms`) may send next, as this
+    node last heard it from the spool.
 
-    Pacing is per node: with several daemons on one spool each keeps its
-    own gap, so the campaign's rate is the gap times the number of nodes."""
+    The slots themselves live in the database and are taken by the claims
+    (`Store.claim_paced`), so the pace holds across every daemon on the
+    spool. This only tells the loop which campaigns to ask about and how
+    long to sleep: a node that lost a slot to another learns the next one
+    from that answer and wakes up for it."""
 
     def __init__(self) -> None:
-        self._next: dict[int, float] = {}
-        self._gaps: dict[int, float] = {}
+        # campaign -> (its next slot, the gap it was heard with)
+        self._next: dict[int, tuple[float, int]] = {}
+        self._gaps: dict[int, int] = {}
 
     def split(self, campaigns: CampaignBook, now: float) -> tuple[list[int], list[int]]:
         unpaced, due = [], []
         for campaign_id in campaigns.sendable(now):
             campaign = campaigns.by_id(campaign_id)
-            gap = (campaign.time_between_ms / 1000) if campaign else 0.0
-            if gap <= 0:
+            gap_ms = campaign.time_between_ms if campaign else 0
+            if gap_ms <= 0:
                 unpaced.append(campaign_id)
                 continue
-            self._gaps[campaign_id] = gap
-            if self._next.get(campaign_id, 0.0) <= now:
+            self._gaps[campaign_id] = gap_ms
+            slot, heard_gap_ms = self._next.get(campaign_id, (0.0, gap_ms))
+            # A changed gap counts at once: ask the spool rather than wait out the old one.
+            if slot <= now or heard_gap_ms != gap_ms:
                 due.append(campaign_id)
         return unpaced, due
 
-    def sent(self, campaign_id: int, now: float) -> None:
-        self._next[campaign_id] = now + self._gaps.get(campaign_id, 0.0)
+    def heard(self, campaign_id: int, next_slot_at: float | None) -> None:
+        if next_slot_at is None:
+            self._next.pop(campaign_id, None)
+        else:
+            self._next[campaign_id] = (next_slot_at, self._gaps.get(campaign_id, 0))
 
     def wait_s(self, now: float, poll_s: float) -> float:
-        upcoming = [t - now for t in self._next.values() if t > now]
+        upcoming = [t - now for t, _ in self._next.values() if t > now]
         return max(0.001, min([poll_s, *upcoming]))
 
 

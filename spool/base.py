@@ -238,6 +238,15 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class PacedClaim:
+    """What a paced campaign's claim got: at most one row, and when the
+    campaign's next slot is due (None: no such campaign)."""
+
+    claimed: list[Claimed]
+    next_slot_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     at: float
     state: State
@@ -449,8 +458,21 @@ class Store(Protocol):
     async def sent_per_channel_since(self, since: float) -> dict[str, int]: ...
 
     # dispatcher
+    # A claim's `token` is stored on the rows it takes: a claim that raised
+    # may still have committed (the connection broke after the COMMIT), and
+    # its rows are then found again by `release_claims`.
     async def claim(self, node: str, limit: int, now: float, lease_until: float,
-                    campaigns: Sequence[int]) -> list[Claimed]: ...
+                    campaigns: Sequence[int], *, token: int | None = None) -> list[Claimed]: ...
+    async def claim_paced(self, node: str, now: float, lease_until: float, campaign: int,
+                          *, token: int | None = None) -> PacedClaim:
+        """One row of a paced campaign, if its slot (`time_between_ms` after
+        the last) is due; the slot is taken in the same transaction, so the
+        pace holds across every daemon on the spool."""
+        ...
+    async def release_claims(self, tokens: Sequence[int], now: float) -> int:
+        """Return to the queue the rows of these claims that are still
+        claimed and were never started (their claimer never received them)."""
+        ...
     async def mark_started(self, started: Sequence[tuple[int, str]], now: float) -> None:
         """(id, channel) pairs about to be handed to their channel."""
         ...

@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from spool import migrations, open_store
-from spool.base import ImportProgress, NewMessage, SchemaTooNew, Sent, State, StoreError
+from spool.base import (
+    Campaign,
+    ImportProgress,
+    NewMessage,
+    SchemaTooNew,
+    Sent,
+    State,
+    StoreError,
+)
 from tests import pgdb
 
 
@@ -81,6 +89,40 @@ async def test_claims_from_three_nodes_never_overlap(storage_url: str) -> None:
                                          "WHERE state = 2 GROUP BY node")
         assert dict(events) == {n: len(ids) for n, ids in claimed.items()}, \
             "leases carry the node name"
+    finally:
+        await close(nodes)
+
+
+async def test_a_paced_campaign_takes_one_slot_at_a_time_across_nodes(
+        storage_url: str) -> None:
+    """Three nodes ask for the same paced campaign at once, over and over,
+    each sleeping until the next slot it was told of: every slot is taken by
+    one of them, and no two claims are closer than the campaign's gap."""
+    nodes = await stores(storage_url, 3)
+    gap_s, run_s = 0.05, 1.0
+    try:
+        paced = await nodes[0].create_campaign(Campaign(0, 1, "paced",
+                                                        time_between_ms=int(gap_s * 1000)))
+        await nodes[0].insert_messages(batch(40, campaign=paced.id))
+        taken: list[tuple[float, int, str]] = []
+
+        async def claimer(store, node: str) -> None:
+            deadline = time.time() + run_s
+            while time.time() < deadline:
+                now = time.time()
+                got = await store.claim_paced(node, now, now + 60, paced.id)
+                taken.extend((now, c.id, node) for c in got.claimed)
+                await asyncio.sleep(max(0.0, (got.next_slot_at or now) - time.time()))
+        await asyncio.gather(*(claimer(s, f"n{k}") for k, s in enumerate(nodes)))
+        at = sorted(t for t, _, _ in taken)
+        gaps = [b - a for a, b in zip(at, at[1:], strict=False)]
+        ids = [i for _, i, _ in taken]
+        print(f"\nthree nodes, one campaign paced {gap_s * 1000:.0f} ms for {run_s:g} s: "
+              f"{len(taken)} claims, per node {dict(Counter(n for _, _, n in taken))}, "
+              f"smallest gap {min(gaps) * 1000:.1f} ms")
+        assert len(ids) == len(set(ids))
+        assert min(gaps) >= gap_s - 1e-6, gaps
+        assert run_s / gap_s - 3 <= len(taken) <= run_s / gap_s + 1
     finally:
         await close(nodes)
 

@@ -1,9 +1,13 @@
 """Claims, results and leases on PostgreSQL, for several daemons at once.
 
 Claims take rows with `FOR UPDATE SKIP LOCKED`: two daemons claiming at
-the same moment get different rows and never wait for each other. Batches
-of results are applied in id order, which keeps two daemons' transactions
-from locking the same rows in opposite orders.
+the same moment get different rows and never wait for each other. A paced
+campaign's claim first locks the campaign's row, whose `last_slot_at` is
+the pace of the whole cluster: daemons claiming it together queue for a
+moment (one statement each, no round trip inside the lock) and only the
+first finds the slot due. Batches of results are applied in id order,
+which keeps two daemons' transactions from locking the same rows in
+opposite orders.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from spool.base import (
     Claimed,
     Failed,
     Outcome,
+    PacedClaim,
     Recovered,
     Report,
     Retry,
@@ -32,8 +37,8 @@ _CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
 # One index probe per open campaign (each bounded by the batch), then the
 # best `limit` of them: the cost of a claim does not grow with the spool.
 _CLAIM = (
-    "UPDATE sms_spool s SET state = 2, claimed_by = $1, claim_until = $2, started_at = NULL, "
-    "updated_at = $3, note = 'claimed' FROM ("
+    "UPDATE sms_spool s SET state = 2, claimed_by = $1, claim_until = $2, claim_token = $6, "
+    "started_at = NULL, updated_at = $3, note = 'claimed' FROM ("
     "  SELECT p.id FROM unnest($4::bigint[]) AS c(campaign) CROSS JOIN LATERAL ("
     "    SELECT id, priority FROM sms_spool WHERE state = 1 AND campaign = c.campaign "
     "    AND next_attempt_at <= $3 ORDER BY priority DESC, id LIMIT $5 "
@@ -42,6 +47,30 @@ _CLAIM = (
     "WHERE s.id = picked.id "
     "RETURNING s.id, s.tenant, s.campaign, s.destination, s.message, s.kind, s.attempts, "
     "s.data, s.priority")
+
+# A paced campaign: lock its row (waiting for another daemon's claim of the
+# same campaign to commit, then seeing its slot), take the best waiting row
+# if the slot is due, and move the slot only when a row was taken. The
+# answer is one row: the next slot, and the claimed message's columns
+# (NULL when none).
+_CLAIM_PACED = (
+    "WITH slot AS ("
+    "  SELECT id, last_slot_at + time_between_ms / 1000.0::float8 AS due FROM campaigns "
+    "  WHERE id = $4 FOR UPDATE"
+    "), picked AS ("
+    "  SELECT s.id FROM slot JOIN sms_spool s ON s.campaign = slot.id "
+    "  WHERE slot.due <= $3 AND s.state = 1 AND s.next_attempt_at <= $3 "
+    "  ORDER BY s.priority DESC, s.id LIMIT 1 FOR UPDATE OF s SKIP LOCKED"
+    "), took AS ("
+    "  UPDATE campaigns c SET last_slot_at = $3 FROM picked WHERE c.id = $4 "
+    "  RETURNING c.last_slot_at + c.time_between_ms / 1000.0::float8 AS due"
+    "), claimed AS ("
+    "  UPDATE sms_spool s SET state = 2, claimed_by = $1, claim_until = $2, claim_token = $5, "
+    "  started_at = NULL, updated_at = $3, note = 'claimed' FROM picked WHERE s.id = picked.id "
+    "  RETURNING s.id, s.tenant, s.campaign, s.destination, s.message, s.kind, s.attempts, "
+    "  s.data"
+    ") SELECT coalesce((SELECT due FROM took), (SELECT due FROM slot)) AS next_slot_at, "
+    "claimed.* FROM (SELECT 1) AS one LEFT JOIN claimed ON true")
 
 _SENT = (
     "UPDATE sms_spool s SET state = v.state, channel = v.channel, provider_ref = v.ref, "
@@ -86,12 +115,27 @@ class DispatchMixin:
     db: PgDb
 
     async def claim(self, node: str, limit: int, now: float, lease_until: float,
-                    campaigns: Sequence[int]) -> list[Claimed]:
+                    campaigns: Sequence[int], *, token: int | None = None) -> list[Claimed]:
         if not campaigns or limit <= 0:
             return []
-        found = await self.db.fetch(_CLAIM, node, lease_until, now, list(campaigns), limit)
+        found = await self.db.fetch(_CLAIM, node, lease_until, now, list(campaigns), limit,
+                                    token)
         ordered = sorted(found, key=lambda r: (-r["priority"], r["id"]))
         return [rows.claimed(r) for r in ordered]
+
+    async def claim_paced(self, node: str, now: float, lease_until: float, campaign: int,
+                          *, token: int | None = None) -> PacedClaim:
+        [found] = await self.db.fetch(_CLAIM_PACED, node, lease_until, now, campaign, token)
+        claimed = [rows.claimed(found)] if found["id"] is not None else []
+        return PacedClaim(claimed, found["next_slot_at"])
+
+    async def release_claims(self, tokens: Sequence[int], now: float) -> int:
+        if not tokens:
+            return 0
+        return len(await self.db.fetch(
+            "UPDATE sms_spool SET state = 1, note = 'claim lost in transit: never sent', "
+            f"updated_at = $2, {_CLEARED} WHERE state = 2 AND started_at IS NULL "
+            "AND claim_token = ANY($1::bigint[]) RETURNING 1", list(tokens), now))
 
     async def mark_started(self, started: Sequence[tuple[int, str]], now: float) -> None:
         if started:

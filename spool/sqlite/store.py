@@ -24,6 +24,7 @@ from spool.base import (
     NewMessage,
     NotFound,
     Outcome,
+    PacedClaim,
     Recovered,
     Report,
     Retry,
@@ -174,16 +175,46 @@ class SqliteStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, 
 
     # dispatcher ----------------------------------------------------------
     async def claim(self, node: str, limit: int, now: float, lease_until: float,
-                    campaigns: Sequence[int]) -> list[Claimed]:
+                    campaigns: Sequence[int], *, token: int | None = None) -> list[Claimed]:
         if not campaigns or limit <= 0:
             return []
-        sql, args = _claim_sql(node, limit, now, lease_until, campaigns)
+        sql, args = _claim_sql(node, limit, now, lease_until, campaigns, token)
 
         def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(sql, args).fetchall()
         found = await self.db.run(claim)
         ordered = sorted(found, key=lambda r: (-r["priority"], r["id"]))
         return [rows.claimed(r) for r in ordered]
+
+    async def claim_paced(self, node: str, now: float, lease_until: float, campaign: int,
+                          *, token: int | None = None) -> PacedClaim:
+        sql, args = _claim_sql(node, 1, now, lease_until, [campaign], token)
+
+        def claim(conn: sqlite3.Connection) -> tuple[list[sqlite3.Row], float | None]:
+            slot = conn.execute("SELECT last_slot_at, time_between_ms FROM campaigns "
+                                "WHERE id = ?", (campaign,)).fetchone()
+            if slot is None:
+                return [], None
+            gap_s = slot["time_between_ms"] / 1000
+            if slot["last_slot_at"] + gap_s > now:
+                return [], slot["last_slot_at"] + gap_s
+            found = conn.execute(sql, args).fetchall()
+            if not found:  # nothing waiting: the slot stays free
+                return [], slot["last_slot_at"] + gap_s
+            conn.execute("UPDATE campaigns SET last_slot_at = ? WHERE id = ?", (now, campaign))
+            return found, now + gap_s
+        found, next_slot_at = await self.db.run(claim)
+        return PacedClaim([rows.claimed(r) for r in found], next_slot_at)
+
+    async def release_claims(self, tokens: Sequence[int], now: float) -> int:
+        if not tokens:
+            return 0
+        async with self.db.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE sms_spool SET state = 1, note = 'claim lost in transit: never sent', "
+                f"updated_at = ?, {_CLEARED} WHERE state = 2 AND started_at IS NULL AND "
+                f"claim_token IN ({','.join('?' * len(tokens))})", (now, *tokens))
+            return cur.rowcount
 
     async def mark_started(self, started: Sequence[tuple[int, str]], now: float) -> None:
         await self.record((), now, started=started)
@@ -326,16 +357,16 @@ def _resolve(slots: list[int | Inserted], ids: list[int]) -> list[int | Inserted
 
 
 def _claim_sql(node: str, limit: int, now: float, lease_until: float,
-               campaigns: Sequence[int]) -> tuple[str, list[object]]:
+               campaigns: Sequence[int], token: int | None) -> tuple[str, list[object]]:
     # One index probe per open campaign, each bounded by `limit`.
     probe = ("SELECT * FROM (SELECT id, priority FROM sms_spool WHERE state = 1 "
              "AND campaign = ? AND next_attempt_at <= ? ORDER BY priority DESC, id LIMIT ?)")
     union = " UNION ALL ".join([probe] * len(campaigns))
-    args: list[object] = [node, lease_until, now]
+    args: list[object] = [node, lease_until, token, now]
     for campaign in campaigns:
         args += [campaign, now, limit]
     sql = (f"UPDATE sms_spool SET state = 2, claimed_by = ?, claim_until = ?, "
-           f"started_at = NULL, updated_at = ?, note = 'claimed' WHERE id IN "
+           f"claim_token = ?, started_at = NULL, updated_at = ?, note = 'claimed' WHERE id IN "
            f"(SELECT id FROM ({union}) ORDER BY priority DESC, id LIMIT ?) "
            f"RETURNING id, tenant, campaign, destination, message, kind, attempts, data, priority")
     return sql, [*args, limit]
