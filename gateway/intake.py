@@ -118,10 +118,22 @@ class Intake:
 
     def classify_row(self, tenant: int, campaign: Campaign, item: Submission) -> NewMessage:
         """Turn a well-formed submission into a spool row (state 1 or 7)."""
-        text, journey = self._journey(campaign, item) if item.kind == "sms" else (
-            item.message, None)
-        encoding, segments = count_segments(text) if item.kind == "sms" else ("whatsapp", 1)
-        state, error, destination = State.TO_PROCESS, None, item.destination.strip()
+        return self.classify_fields(
+            tenant, campaign, item.destination, item.message, item.priority, kind=item.kind,
+            smart=item.smart, agent=item.agent, data=item.data,
+            idempotency_key=item.idempotency_key)
+
+    def classify_fields(self, tenant: int, campaign: Campaign, destination: str, message: str,
+                        priority: int | None, *, kind: str = "sms",
+                        smart: dict[str, Any] | None = None, agent: str | None = None,
+                        data: dict[str, Any] | None = None,
+                        idempotency_key: str | None = None) -> NewMessage:
+        """`classify_row` without building a Submission: a bulk import's rows
+        (an SMS with nothing but the CSV's columns) come here one by one."""
+        text, journey = self._journey(campaign, message, smart) if kind == "sms" else (
+            message, None)
+        encoding, segments = count_segments(text) if kind == "sms" else ("whatsapp", 1)
+        state, error, destination = State.TO_PROCESS, None, destination.strip()
         try:
             destination = normalize(destination, self._region)
         except InvalidNumber as err:
@@ -129,30 +141,29 @@ class Intake:
         if state == State.TO_PROCESS and segments > self._max_segments:
             state = State.INVALID
             error = f"message: {segments} segments, more than the maximum {self._max_segments}"
-        priority = campaign.priority if item.priority is None else item.priority
         return NewMessage(
             tenant=tenant, campaign=campaign.id, destination=destination, message=text,
-            state=state, priority=priority, error=error, agent=item.agent, data=item.data,
-            idempotency_key=item.idempotency_key, segments=segments, encoding=encoding,
-            journey=journey, kind=item.kind)
+            state=state, priority=campaign.priority if priority is None else priority,
+            error=error, agent=agent, data=data, idempotency_key=idempotency_key,
+            segments=segments, encoding=encoding, journey=journey, kind=kind)
 
-    def _journey(self, campaign: Campaign, item: Submission
+    def _journey(self, campaign: Campaign, message: str, smart: dict[str, Any] | None
                  ) -> tuple[str, JourneySpec | None]:
         """The text as it will be sent (links shortened) and the journey to open."""
-        raw = merged(campaign.smart, item.smart)
+        raw = merged(campaign.smart, smart)
         if raw is None:
-            return item.message, None
+            return message, None
         policy = parse_policy(raw)  # validated on the way in; stored ones are valid
         if not policy.needs_journey:
-            return item.message, None
+            return message, None
         links: list[tuple[str, str]] = []
-        text = item.message
+        text = message
         if policy.track_links:
             def shorten(url: str) -> str:
                 code = new_code()
                 links.append((code, url))
                 return self._planner.short_url(code)
-            text, _ = rewrite(item.message, shorten)
+            text, _ = rewrite(message, shorten)
         stored = {**raw, "link_ttl_s": policy.link_ttl_s} if policy.link_ttl_s else raw
         return text, JourneySpec(policy=stored, wait_s=policy.wait_s, links=tuple(links))
 

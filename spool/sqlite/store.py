@@ -73,6 +73,11 @@ class SqliteStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, 
         now = time.time()
 
         def insert(conn: sqlite3.Connection) -> list[Inserted]:
+            if not any(m.idempotency_key for m in messages):  # a CSV import's batches
+                ids = insert_rows(conn, messages, now)
+                if import_progress is not None:
+                    save_progress(conn, import_progress)
+                return [Inserted(i, m.state) for i, m in zip(ids, messages, strict=True)]
             known = _known_keys(conn, messages)
             fresh: list[NewMessage] = []
             slots: list[int | Inserted] = []  # an index into `fresh`, or a duplicate
