@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 from aiohttp import ClientSession
 
+from spool.base import State
 from tests.conftest import Running, loopback_channel
 from tests.webhook_receiver import SECRET
 
@@ -171,6 +172,28 @@ async def test_blacklisting_ends_the_journey(make_gateway) -> None:
     clock.advance(5 * 3600)
     j = await until(gw, mid, lambda j: j["state"] == "CANCELLED")
     assert "blacklist" in j["note"] and len(j["steps"]) == 1
+
+
+async def test_blacklisting_blocks_the_waiting_steps_of_that_number_only(make_gateway) -> None:
+    gw = await smart_gateway(make_gateway)
+    await gw.store.update_campaign(1, enabled=False)  # nothing leaves: steps wait in 1
+    await gw.app.services.campaigns.reload()
+    step = await send(gw, "098344406", "Oferta https://shop.example/y")
+    other = await send(gw, "098344407", "Oferta https://shop.example/z")
+    async with gw.session.post(f"{gw.url}/api/v1/campaigns", headers=gw.headers(),
+                               json={"name": "plain", "enabled": False}) as r:
+        assert r.status == 201, await r.text()
+    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(), json={
+            "destination": "098344406", "message": "plain", "campaign": "plain"}) as r:
+        plain = (await r.json())["id"]
+    assert (await gw.store.get_message(None, plain)).journey_id is None
+    await gw.store.blacklist_add([("+59898344406", None)])
+    states = {i: (await gw.store.get_message(None, i)).state for i in (step, other, plain)}
+    # The journey's waiting step is blocked at once; the other number's is not;
+    # a message outside any journey is left to the dispatcher's own check.
+    assert states == {step: State.BLOCKED, other: State.TO_PROCESS, plain: State.TO_PROCESS}
+    assert (await journey_of(gw, step))["state"] == "CANCELLED"
+    assert (await journey_of(gw, other))["state"] != "CANCELLED"
 
 
 async def test_a_failed_sms_counts_and_the_journey_moves_on(make_gateway) -> None:
