@@ -47,6 +47,19 @@ def config(tmp: Path, *, channels: list[dict[str, Any]] | None = None,
     return raw
 
 
+class FakeClock:
+    """time.time() moved on by `advance`: simulated minutes and hours, never slept."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @dataclass
 class Running:
     app: App

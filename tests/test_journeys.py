@@ -6,14 +6,13 @@ few milliseconds of test. One test at the end uses real seconds.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
 from aiohttp import ClientSession
 
 from spool.base import State
-from tests.conftest import Running, loopback_channel
+from tests.conftest import FakeClock, Running, loopback_channel
 from tests.webhook_receiver import SECRET
 
 HUMAN = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
@@ -26,16 +25,6 @@ POLICY = {"track_links": True, "wait": "4h", "sms_attempts": 2,
           "whatsapp": {"template": "promo_reminder", "language": "es",
                        "params": ["{link}"]}}
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 def channels() -> list[dict]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from spool.base import NewMessage, State
-from tests.conftest import Running, loopback_channel
-from tests.test_journeys import FakeClock
+from tests.conftest import FakeClock, Running, loopback_channel
 
 FALLBACK = {"whatsapp_fallback": {"enabled": True, "template": "permission_ask",
                                   "language": "es", "utility_price": 0.03,

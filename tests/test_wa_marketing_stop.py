@@ -27,8 +27,8 @@ from spool.base import (
     State,
     marketing_scope,
 )
-from tests.conftest import Running, loopback_channel
-from tests.test_journeys import FakeClock, journey_of, send, smart_gateway, until
+from tests.conftest import FakeClock, Running, loopback_channel
+from tests.test_journeys import journey_of, send, smart_gateway, until
 from tests.test_whatsapp import (
     HOOK,
     NUMBER_ID,

@@ -124,3 +124,39 @@ async def paced_outage(gw: Any, record: Path, acked: list[int], *, what: str,
     assert outage_lines(logs, "claim") == (1, 1), "one line as claims fail, one as they work"
     assert not [e for e in logs if e["event"] == "task.store_unavailable"
                 and e.get("task") == "dispatcher"], "the dispatcher never fell to the supervisor"
+
+
+async def refused_for_storage(gw: Any) -> None:
+    """A message now is refused with 503, Retry-After and an error naming
+    storage; it must not be stored (the caller checks: its text is "x")."""
+    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(),
+                               json={"destination": "098344484", "message": "x"}) as r:
+        assert r.status == 503, await r.text()
+        assert int(r.headers["Retry-After"]) >= 1
+        assert "storage" in (await r.json())["error"]
+
+
+async def resumes_and_sends_all(gw: Any, record: Path, sent_before: int, back: float,
+                                summary: str) -> float:
+    """After a storage fault ended at `back` (monotonic): dispatch resumes,
+    /readyz is 200 again, every message ends SENT, and the refused "x" was
+    never stored while the "y" sent after the fault was. The seconds from
+    `back` to the first new send."""
+    async def resumed() -> bool:
+        return sum(sent_ids(record).values()) > sent_before
+    assert await settle(resumed, 20), f"dispatch did not resume ({summary})"
+    resume_s = time.monotonic() - back
+    assert await ready_again(gw, 10), f"/readyz still 503 after the fault: {await readiness(gw)}"
+
+    async def all_sent() -> bool:
+        stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
+        return all(m.state == State.SENT for m in stored)
+    done = await settle(all_sent, 15)
+    stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
+    left = {m.id: m.state.name for m in stored if m.state != State.SENT}
+    print(f"\n{summary}; first send {resume_s:.1f} s after the store came back; "
+          f"not sent: {left}")
+    assert done, f"messages left behind: {left}"
+    assert [m.message for m in stored if m.message in ("x", "y")] == ["y"], \
+        "the refused request stored nothing"
+    return resume_s

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from spool.base import ListFilter, State
 from tests.faults.common import (
     loop_channels,
     paced_burst,
     paced_outage,
     readiness,
-    ready_again,
+    refused_for_storage,
+    resumes_and_sends_all,
     sent_ids,
     settle,
     storage_write_problem,
@@ -88,11 +88,7 @@ async def test_api_answers_503_while_locked_and_recovers(make_gateway, tmp_path)
     await loop.run_in_executor(None, holder.lock)
     at_lock = sum(sent_ids(record).values())
     try:
-        async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(),
-                                   json={"destination": "098344484", "message": "x"}) as r:
-            assert r.status == 503
-            assert int(r.headers["Retry-After"]) >= 1
-            assert "storage" in (await r.json())["error"]
+        await refused_for_storage(gw)
         async with gw.session.get(gw.url + "/healthz") as r:
             assert r.status == 200  # alive: the loop answers
         status, body = await readiness(gw)
@@ -111,23 +107,10 @@ async def test_api_answers_503_while_locked_and_recovers(make_gateway, tmp_path)
         assert r.status == 202
         acked.append((await r.json())["id"])
 
-    async def resumed() -> bool:
-        return sum(sent_ids(record).values()) > at_lock + during
-    assert await settle(resumed, 20), "dispatch did not resume after the lock"
-    resume_s = time.monotonic() - released
-    assert await ready_again(gw, 10), f"/readyz still 503 after the lock: {await readiness(gw)}"
-
-    async def all_sent() -> bool:
-        stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
-        return all(m.state == State.SENT for m in stored)
-    done = await settle(all_sent, 15)
-    stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
-    left = {m.id: m.state.name for m in stored if m.state != State.SENT}
-    print(f"\nlocked {LOCK_S:g} s with {at_lock} of {len(acked) - 1} sent; sent while locked: "
-          f"{during}; first send {resume_s:.1f} s after release; not sent: {left}")
-    assert done, f"messages left behind after the lock: {left}"
-    assert [m.message for m in stored if m.message in ("x", "y")] == ["y"], \
-        "the refused request stored nothing"
+    resume_s = await resumes_and_sends_all(
+        gw, record, at_lock + during, released,
+        f"locked {LOCK_S:g} s with {at_lock} of {len(acked) - 1} sent; sent while locked: "
+        f"{during}")
     sends = sent_ids(record)
     assert set(sends) == set(acked) and max(sends.values()) == 1, "each sent exactly once"
     assert resume_s < RESUME_S + 1, f"first send {resume_s:.1f} s after the lock went"

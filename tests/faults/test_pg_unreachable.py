@@ -18,13 +18,14 @@ import urllib.parse
 
 import pytest
 
-from spool.base import ListFilter, State
 from tests.faults.common import (
     loop_channels,
     paced_burst,
     paced_outage,
     readiness,
     ready_again,
+    refused_for_storage,
+    resumes_and_sends_all,
     sent_ids,
     settle,
 )
@@ -139,11 +140,7 @@ async def test_postgres_away_10s_answers_503_and_resumes(relay: Relay, make_gate
     await relay.stop_server()
     stopped = time.monotonic()
     at_stop = sum(sent_ids(record).values())
-    async with gw.session.post(f"{gw.url}/api/v1/messages", headers=gw.headers(),
-                               json={"destination": "098344484", "message": "x"}) as r:
-        assert r.status == 503, await r.text()
-        assert int(r.headers["Retry-After"]) >= 1
-        assert "storage" in (await r.json())["error"]
+    await refused_for_storage(gw)
     async with gw.session.get(gw.url + "/readyz") as r:
         assert r.status == 503
         assert any(p.startswith("storage") for p in (await r.json())["problems"])
@@ -165,24 +162,10 @@ async def test_postgres_away_10s_answers_503_and_resumes(relay: Relay, make_gate
     assert await settle(accepting, 10, every_s=0.5), "intake did not come back"
     intake_s = time.monotonic() - back
 
-    async def resumed() -> bool:
-        return sum(sent_ids(record).values()) > at_stop + during
-    assert await settle(resumed, 20), "dispatch did not resume"
-    resume_s = time.monotonic() - back
-    assert await ready_again(gw, 10), f"/readyz still 503 after the outage: {await readiness(gw)}"
-
-    async def all_sent() -> bool:
-        stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
-        return all(m.state == State.SENT for m in stored)
-    done = await settle(all_sent, 15)
-    stored = await gw.store.list_messages(ListFilter(tenant=1, limit=1000))
-    left = {m.id: m.state.name for m in stored if m.state != State.SENT}
-    print(f"\nPostgreSQL away {OUTAGE_S:g} s with {at_stop} of 100 sent; sent meanwhile: "
-          f"{during}; intake back {intake_s:.1f} s and dispatch {resume_s:.1f} s after the "
-          f"server; not sent: {left}")
-    assert done, f"messages left behind after the outage: {left}"
-    assert [m.message for m in stored if m.message in ("x", "y")] == ["y"], \
-        "the refused request stored nothing"
+    resume_s = await resumes_and_sends_all(
+        gw, record, at_stop + during, back,
+        f"PostgreSQL away {OUTAGE_S:g} s with {at_stop} of 100 sent; sent meanwhile: {during}; "
+        f"intake back {intake_s:.1f} s after the server")
     sends = sent_ids(record)
     assert set(sends) == set(acked) and max(sends.values()) == 1, "each sent exactly once"
     assert resume_s < RESUME_S + 1, f"first send {resume_s:.1f} s after the server came back"

@@ -14,7 +14,6 @@ seconds each.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from drivers.simulators.twilio import TwilioSimulator, _error_body
 from gateway.router import MAX_REST_S
 from gateway.settings import ChannelSettings, DispatcherSettings
 from spool.base import ListFilter, Message, State
+from tests.conftest import FakeClock
 from tests.faults.common import settle
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.parametrize("backend", ["sqlite"])]
@@ -39,16 +39,6 @@ POLICY = DispatcherSettings(node_name="outage")  # the production defaults
 DEFAULT = {k: f.default for k, f in ChannelSettings.model_fields.items()}
 TWILIO_CONCURRENCY = 8  # the driver's default
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 class Outage(FaultScript):

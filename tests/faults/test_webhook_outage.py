@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from spool.base import State
+from tests.conftest import FakeClock
 from tests.faults.common import settle
 from tests.webhook_receiver import SECRET, Receiver, serving
 
@@ -29,16 +29,6 @@ DOWN_S = 600.0
 RETRY_BASE_S = 10.0
 WINDOW_S = 5.0  # retries due this close together are let through in one step
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 class CountingReceiver(Receiver):
