@@ -136,12 +136,12 @@ async def refused_for_storage(gw: Any) -> None:
         assert "storage" in (await r.json())["error"]
 
 
-async def resumes_and_sends_all(gw: Any, record: Path, sent_before: int, back: float,
-                                summary: str) -> float:
-    """After a storage fault ended at `back` (monotonic): dispatch resumes,
-    /readyz is 200 again, every message ends SENT, and the refused "x" was
-    never stored while the "y" sent after the fault was. The seconds from
-    `back` to the first new send."""
+async def resumes_and_sends_all(gw: Any, record: Path, acked: list[int], sent_before: int,
+                                back: float, summary: str, resume_bound_s: float) -> None:
+    """After a storage fault ended at `back` (monotonic): dispatch resumes
+    within `resume_bound_s`, /readyz is 200 again, every acknowledged message
+    is sent exactly once, and the refused "x" was never stored while the "y"
+    sent after the fault was."""
     async def resumed() -> bool:
         return sum(sent_ids(record).values()) > sent_before
     assert await settle(resumed, 20), f"dispatch did not resume ({summary})"
@@ -159,4 +159,6 @@ async def resumes_and_sends_all(gw: Any, record: Path, sent_before: int, back: f
     assert done, f"messages left behind: {left}"
     assert [m.message for m in stored if m.message in ("x", "y")] == ["y"], \
         "the refused request stored nothing"
-    return resume_s
+    sends = sent_ids(record)
+    assert set(sends) == set(acked) and max(sends.values()) == 1, "each sent exactly once"
+    assert resume_s < resume_bound_s, f"first send {resume_s:.1f} s after the store came back"
