@@ -39,21 +39,13 @@ from harness import (  # noqa: E402
     table,
 )
 from ingest import BareServer  # noqa: E402
-from loadgen import JSON_PATH, LoadGen, find_wrk  # noqa: E402
+from loadgen import JSON_PATH, LUA_THREADS, LoadGen, find_wrk  # noqa: E402
 
 P99_TARGET_MS = 1000.0
 
 # Bodies as bench/loadgen.py builds them (a counter per thread, so every
 # number differs); answers counted by status class.
-_LUA = r"""
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-  thread:set("tid", next_tid)
-  next_tid = next_tid + 1
-  table.insert(threads, thread)
-end
+_LUA = LUA_THREADS + r"""
 
 function init(args)
   counter = tid * STRIDE
