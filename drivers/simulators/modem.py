@@ -103,6 +103,7 @@ class ModemSimulator:
         self._concat_ref = 0
         self._failures: dict[str, list[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._plugged = 0  # counts plug-ins: a send begun before an unplug is lost with it
         self._reset()
 
     def _reset(self) -> None:
@@ -144,6 +145,7 @@ class ModemSimulator:
     async def vanish(self) -> None:
         """Unplugged: the link goes, the pty closes (the driver reads EIO)."""
         self.on_event("vanished")
+        self._plugged += 1
         self._close_pty()
         self._out.clear()
 
@@ -387,8 +389,11 @@ class ModemSimulator:
         self._write("\r\n> ")
 
     async def _submit(self, command: str, payload: str) -> None:
+        plugged = self._plugged
         if self.cmgs_delay_s:
             await asyncio.sleep(self.cmgs_delay_s)
+        if plugged != self._plugged or self._master < 0:
+            return  # unplugged while transmitting: the message never left the modem
         try:
             sms = self._decode(command, payload)
         except (ValueError, IndexError):
