@@ -68,7 +68,8 @@ class DinstarWorkdir(Workdir):
         text = text[:text.index("[[channels]]")]
         channel: dict[str, Any] = {
             "name": "dinstar-a", "driver": "dinstar", "url": self.sim_url,
-            "ports": f"0-{PORTS - 1}", "cost": 0.1, "status_poll_interval_s": 5.0}
+            "ports": f"0-{PORTS - 1}", "cost": 0.1, "status_poll_interval_s": 5.0,
+            "hook_networks": ["127.0.0.1/32"]}  # the simulator pushes from loopback
         if self.push:  # the device tells us; the polls are only a safety net
             channel.update(dlr_poll_interval_s=30.0, inbound_poll_interval_s=30.0)
         text += "[[channels]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in channel.items())

@@ -166,9 +166,16 @@ class WebhookChannel(Protocol):
     The gateway serves `/hooks/{hook_name}` and everything below it and hands
     each request to `handle_hook` with the rest of the path ("" or "/status").
     The channel verifies the caller (signatures, shared secrets) itself.
+
+    `hook_auth_missing` says whether it can: None when every request must
+    prove it comes from the provider (Twilio's and Meta's signatures, a
+    configured shared secret), else the option that would make it prove
+    it ("push_token"). The gateway serves a hook that anyone could call
+    only where the configuration says so explicitly.
     """
 
     hook_name: str
+    hook_auth_missing: str | None
 
     async def handle_hook(self, request: web.Request, subpath: str) -> web.StreamResponse: ...
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +29,7 @@ from gateway.campaigns import CampaignBook
 from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
 from gateway.dispatcher import Dispatcher
 from gateway.fallback import FallbackWorker
+from gateway.hook_doors import served_hooks
 from gateway.importer import SpoolFolderImporter
 from gateway.inbound import InboundHandler
 from gateway.intake import Intake
@@ -59,6 +60,7 @@ class App:
                                        pool_size=settings.storage.pool_size)
         self.events = ChannelEvents()
         self.channels: list[tuple[Channel, int]] = []
+        self._hooks: dict[str, WebhookChannel] = {}
         self.services: Services | None = None
         self.bound: list[tuple[str, int]] = []  # where the HTTP server listens
         self.started = asyncio.Event()
@@ -77,6 +79,9 @@ class App:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with AsyncExitStack() as stack:
+            # Before anything opens: a hook left open unsaid refuses the start.
+            self.channels = self._build_channels()
+            self._hooks = served_hooks(self.channels, self.settings.channels)
             await self.store.open()
             stack.push_async_callback(self.store.close)
             version = await self.store.migrate()
@@ -109,7 +114,6 @@ class App:
                           clock=self.clock)
         recorder = Recorder(self.store, clock=self.clock, on_recorded=monitor.recorded,
                             flush_interval_s=s.dispatcher.flush_interval_ms / 1000)
-        self.channels = self._build_channels()
         runners = [ChannelRunner(channel, s.channels[index], s.dispatcher,
                                  mark_started=monitor.timed(recorder.mark_started),
                                  sink=recorder.commit, clock=self.clock)
@@ -142,7 +146,7 @@ class App:
             settings=s, store=self.store, campaigns=campaigns, intake=intake,
             auth=Authenticator(self.store, cache_s=s.server.api_keys_cache_s),
             open_networks=OpenNetworks(s.server.legacy_open_networks), router=router,
-            hooks=_hooks(ch for ch, _ in self.channels), links=LinkCache(self.store),
+            hooks=self._hooks, links=LinkCache(self.store),
             clicks=clicks, miss_limiter=MissLimiter(), monitor=monitor,
             limiter=RateLimiter(s.server.rate_limit_per_s, s.server.rate_limit_burst))
         self.services = services
@@ -273,16 +277,6 @@ async def _every(period_s: float, fn: Callable[[], Awaitable[None]]) -> None:
     while True:
         await asyncio.sleep(period_s)
         await fn()
-
-
-def _hooks(channels: Iterable[Channel]) -> dict[str, WebhookChannel]:
-    # Several channels may share one hook (a gateway's ports): first one wins,
-    # and it dispatches for its siblings.
-    found: dict[str, WebhookChannel] = {}
-    for channel in channels:
-        if isinstance(channel, WebhookChannel):
-            found.setdefault(channel.hook_name, channel)
-    return found
 
 
 def _midnight(now: float) -> float:

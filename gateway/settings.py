@@ -194,6 +194,18 @@ class ChannelSettings(BaseModel):
     # Default: the driver's own (`default_send_timeout_s`, 180 s for a modem
     # sending several parts), else 60 s.
     send_timeout_s: float | None = Field(None, gt=0)
+    # A hook whose caller the driver cannot verify (a Dinstar without
+    # push_token, an HTTP DLR without dlr_secret) is served only with one of
+    # these: callers limited to these CIDRs, or the operator's explicit leave.
+    hook_networks: tuple[str, ...] = ()
+    allow_unauthenticated_hooks: bool = False
+
+    @field_validator("hook_networks")
+    @classmethod
+    def _hook_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
+        return value
 
 
 class Settings(_Section):

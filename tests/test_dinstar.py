@@ -22,7 +22,7 @@ def dinstar_channel(sim: DinstarSimulator, name: str = "dinstar-a", **extra: Any
             "result_poll_interval_ms": 20, "dlr_poll_interval_s": 0.1,
             "inbound_poll_interval_s": 0.1, "status_poll_interval_s": 0.2,
             "reconnect_max_s": 0.4, "request_timeout_s": 1, "result_timeout_s": 3,
-            "port_rest_s": 30, **extra}
+            "port_rest_s": 30, "hook_networks": ["127.0.0.1/32"], **extra}
 
 
 # No poll but the send's own: the send is what finds the device down.

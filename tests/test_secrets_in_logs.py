@@ -87,7 +87,8 @@ def _config(tmp: Path, port: int, tw: TwilioSimulator, wa: WhatsAppSimulator,
     dinstar = {"driver": "dinstar", "username": DN_USER, "ports": "0-1", "cost": 0.1,
                "result_poll_interval_ms": 20, "dlr_poll_interval_s": 0.1,
                "inbound_poll_interval_s": 0.1, "status_poll_interval_s": 0.2,
-               "reconnect_max_s": 0.4, "request_timeout_s": 1, "result_timeout_s": 3}
+               "reconnect_max_s": 0.4, "request_timeout_s": 1, "result_timeout_s": 3,
+               "hook_networks": ["127.0.0.1/32"]}
     path = write_config(tmp / "smsgw.toml", {
         "server": {"host": "127.0.0.1", "port": port, "public_base_url": PUBLIC,
                    "metrics_token": METRICS_TOKEN},

@@ -40,6 +40,10 @@ class DinstarPortChannel:
             self._started = False
             await self.device.release()
 
+    @property
+    def hook_auth_missing(self) -> str | None:
+        return self.device.hook_auth_missing
+
     def health(self) -> Health:
         return self.device.state.health(self.port)
 

@@ -238,10 +238,14 @@ class DinstarDevice:
         await self.feed.incoming(push.incoming)
         return web.json_response({"error_code": 200})
 
-    def _push_allowed(self, request: web.Request, subpath: str) -> bool:
+    @property
+    def hook_auth_missing(self) -> str | None:
         # The device signs nothing; a secret in the configured push URL is
         # the only proof it is the device calling.
-        if self._opt.push_token is None:
+        return None if self._opt.push_token is not None else "push_token"
+
+    def _push_allowed(self, request: web.Request, subpath: str) -> bool:
+        if self._opt.push_token is None:  # the gateway restricts who may call
             return True
         token = self._opt.push_token.get_secret_value().encode()
         given = (subpath.strip("/") or request.query.get("token", "")).encode()

@@ -34,6 +34,12 @@ class HttpChannel(HttpChannelBase):
         self._opt = options
         self._events = events
 
+    @property
+    def hook_auth_missing(self) -> str | None:
+        # Without `dlr` the hook only answers 404; with it, a report is
+        # believed only with the shared secret.
+        return "dlr_secret" if self._opt.dlr is not None and not self._opt.dlr_secret else None
+
     async def send(self, message: OutgoingMessage) -> SendReceipt:
         self._check_open()
         session = await self._http()

@@ -56,6 +56,7 @@ class TwilioOptions(BaseModel):
 
 class TwilioChannel(HttpChannelBase):
     kind: ChannelKind = "sms"
+    hook_auth_missing: str | None = None  # every callback's signature is checked
 
     def __init__(self, name: str, options: TwilioOptions, events: ChannelEvents) -> None:
         self._init_http(name)

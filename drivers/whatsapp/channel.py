@@ -59,6 +59,7 @@ class WhatsAppOptions(BaseModel):
 
 class WhatsAppChannel(HttpChannelBase):
     kind: ChannelKind = "whatsapp"
+    hook_auth_missing: str | None = None  # every callback's signature is checked
 
     def __init__(self, name: str, options: WhatsAppOptions, events: ChannelEvents, *,
                  clock: Callable[[], float] = time.time) -> None:

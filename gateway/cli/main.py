@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return commands.run_daemon(settings)
         return asyncio.run(commands.dispatch(args, settings))
+    except ConfigError as err:  # found at assembly: e.g. a hook left open unsaid
+        print(f"smsgw: config error: {err}", file=sys.stderr)
+        return EX_CONFIG
     except CliError as err:
         print(f"smsgw: {err}", file=sys.stderr)
         return 1
