@@ -108,6 +108,7 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
         openapi,
         reports,
         stats,
+        tenants,
         uploads,
     )
 
@@ -123,6 +124,7 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
     app.add_routes(stats.routes)
     app.add_routes(reports.routes)
     app.add_routes(uploads.routes)
+    app.add_routes(tenants.routes)
     dashboard.setup(app)
     app.add_routes(links.routes)
     if extra_routes:
