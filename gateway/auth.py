@@ -43,7 +43,9 @@ class Authenticator:
         self._next_check = 0.0
 
     async def tenant(self, key: str | None) -> Tenant | None:
-        if not key or len(key) > 200:
+        # Keys are ASCII; a header that is not (bytes that were not UTF-8
+        # arrive as lone surrogates, which can't be hashed) is simply wrong.
+        if not key or len(key) > 200 or not key.isascii():
             return None
         digest = hash_key(key)
         now = self._clock()
