@@ -40,6 +40,24 @@ class PermanentError(ChannelError):
     """This message will never go out as it is: fail it."""
 
 
+class ChannelFault(TransientError):
+    """The channel itself is refused, whatever the message: credentials
+    rejected (a rotated password, a revoked token), the account suspended.
+    Rest the channel at once and keep the message queued without charging
+    it an attempt: once the operator fixes the account everything goes out.
+    `fault` is the short name the channel's state shows."""
+
+    def __init__(self, message: str, *, code: str | None = None,
+                 fault: str = "authentication failed",
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message, code=code, retry_after_s=retry_after_s)
+        self.fault = fault
+
+    @classmethod
+    def auth(cls, provider_said: str, *, code: str | None = None) -> ChannelFault:
+        return cls(f"authentication failed: {provider_said}", code=code)
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     id: int

@@ -21,7 +21,15 @@ from typing import Literal
 
 import structlog
 
-from drivers.base import Channel, OutgoingMessage, PermanentError, TransientError
+from drivers.base import (
+    Channel,
+    ChannelFault,
+    OutgoingMessage,
+    PermanentError,
+    SendReceipt,
+    TransientError,
+)
+from drivers.sms.segments import count_segments
 from gateway.settings import ChannelSettings, DispatcherSettings
 from spool.base import Claimed, Failed, Outcome, Retry, Sent
 
@@ -130,6 +138,20 @@ class Breaker:
             self._open(now, self._block_for_s)
         return True
 
+    def faulted(self, ticket: Ticket, now: float, error: str) -> None:
+        """The channel itself was refused (credentials, account): open at once.
+        Nothing is charged to the message; a send from an earlier period
+        (the breaker opened while it was in flight) changes nothing."""
+        if ticket.probe:
+            self.failed(ticket, now, error)
+            return
+        if ticket.epoch != self._epoch:
+            return
+        log.warning("channel.faulted", channel=self._channel, seconds=self._block_for_s,
+                    error=error)
+        self._tripped_at = now
+        self._open(now, self._block_for_s)
+
     def _open(self, now: float, rest_s: float) -> None:
         self._epoch += 1
         self.fail_streak = 0
@@ -161,6 +183,8 @@ class ChannelRunner:
         self._next_slot = 0.0
         self.breaker = Breaker(self.name, cfg.block_after, cfg.block_for_s)
         self.last_error: str | None = None
+        # What refuses the channel itself ("authentication failed"), until a send goes.
+        self.fault: str | None = None
         self._day = ""
         self.sent_today = 0
         self.sent_total = 0
@@ -271,19 +295,32 @@ class ChannelRunner:
             log.exception("channel.send_crashed", channel=self.name, id=m.id)
             return self._transient(m, ticket, err)
         self.breaker.succeeded(ticket, self._clock())
+        self.fault = None
         self.sent_total += 1
         self._roll_day(self._clock())
         self.sent_today += 1
         price = (m.data or {}).get("_smsgw", {}).get("price")
-        cost = float(price) if isinstance(price, int | float) else self.cost * receipt.parts
+        cost = float(price) if isinstance(price, int | float) else self.cost * self._billed(
+            m, receipt)
         return Sent(m.id, self.name, receipt.provider_ref, cost,
                     self._clock(), delivered=receipt.delivered, part_refs=receipt.part_refs,
                     destination=m.destination)
+
+    def _billed(self, m: Claimed, receipt: SendReceipt) -> int:
+        """Units charged: a WhatsApp message is one; an SMS is as many parts
+        as our own splitter cuts, or more if the provider says so. Providers
+        that answer with one id per request, or "0" (a Twilio Messaging
+        Service), must not make a 4-part message cost one."""
+        if self.kind == "whatsapp":
+            return 1
+        return max(receipt.parts, count_segments(m.message)[1])
 
     def _transient(self, m: Claimed, ticket: Ticket, err: BaseException) -> Outcome:
         now = self._clock()
         self.failed_total += 1
         self.last_error = _describe(err)
+        if isinstance(err, ChannelFault):
+            return self._faulted(m, ticket, err, now)
         # Sends made while the breaker was closed are the message's attempts:
         # nothing yet says the channel is at fault. So is the probe: a message
         # the provider refuses by itself would otherwise be the probe after
@@ -301,6 +338,15 @@ class ChannelRunner:
         if hinted:
             delay = max(delay, hinted)
         return Retry(m.id, self.name, self.last_error, now + delay, counts_as_attempt=charged)
+
+    def _faulted(self, m: Claimed, ticket: Ticket, err: ChannelFault, now: float) -> Outcome:
+        """The channel is refused, not the message: rest the channel now and
+        keep the message queued, uncharged, until the rest is over."""
+        self.fault = err.fault
+        self.breaker.faulted(ticket, now, self.last_error or err.fault)
+        wake = max(self.breaker.blocked_until, now + (err.retry_after_s or 0.0))
+        return Retry(m.id, self.name, self.last_error or err.fault, wake,
+                     counts_as_attempt=False)
 
 
 def _named(channel: str, names: Sequence[str]) -> bool:

@@ -169,6 +169,9 @@ def channel_view(r: ChannelRunner, monitor: Monitor | None, now: float, live: bo
         "in_flight": r.load, "sent_today": r.sent_today, "daily_limit": daily_limit or None,
         "blocked_until": iso(r.blocked_until) if r.blocked_until > now else None,
         "breaker": r.breaker.state(now),
+        # What refuses the channel itself ("authentication failed"): the
+        # queue waits for the operator, not for the provider.
+        "fault": r.fault,
         "cost": r.cost,
     }
 

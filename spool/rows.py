@@ -35,8 +35,7 @@ def dumps(value: Any) -> str | None:
 
 
 def tenant(row: Row) -> Tenant:
-    return Tenant(id=row["id"], name=row["name"], webhook_url=row["webhook_url"],
-                  disabled=row["disabled_at"] is not None, removed=row["removed_at"] is not None)
+    return Tenant(id=row["id"], name=row["name"], webhook_url=row["webhook_url"])
 
 
 def campaign(row: Row) -> Campaign:

@@ -22,7 +22,7 @@ from drivers.http.common import Answer
 from drivers.http.options import DlrOptions, HttpOptions
 from drivers.http.simkit import Caller, Delivery, Fault, FaultScript, LoopbackServer
 from gateway.settings import ConfigError, load_settings, settings_from_dict
-from spool.base import State
+from spool.base import Message, State
 from tests.conftest import ROOT, Running, config
 
 PUBLIC = "https://smsgw.example.test"
@@ -206,9 +206,31 @@ async def test_kannel_unavailable_is_retried(make_gateway, agg) -> None:
 
 
 async def test_kannel_refusal_fails(make_gateway, agg) -> None:
-    gw = await gateway_with(make_gateway, agg, kannel(agg, password="wrong"))
+    gw = await gateway_with(make_gateway, agg, kannel(agg))
+    agg.faults.add(Fault(400, "Not routable. Do not try again."))
     m = await gw.reaches(await gw.submit_one(), {State.FAILED})
-    assert m.attempts == 1 and "Authorization failed" in m.error
+    assert m.attempts == 1 and "Not routable" in m.error
+
+
+async def queued_by_a_channel_fault(gw: Running, channel: str) -> str:
+    """What the channel says once it refused the credentials; the message
+    stays queued, uncharged (tests/test_channel_faults.py: until they work)."""
+    mid = await gw.submit_one()
+    runner = gw.app.services.router.runners[channel]
+
+    async def faulted() -> Message | None:
+        m = await gw.store.get_message(None, mid)
+        return m if runner.fault and m.state == State.TO_PROCESS else None
+    m = await gw.wait_for(faulted, 5)
+    assert m.attempts == 0 and m.error is None and runner.breaker.state(time.time()) == "open"
+    assert runner.fault == "authentication failed" and runner.last_error
+    return runner.last_error
+
+
+async def test_kannel_wrong_password_is_a_channel_fault(make_gateway, agg) -> None:
+    gw = await gateway_with(make_gateway, agg, kannel(agg, password="wrong"))
+    error = await queued_by_a_channel_fault(gw, "kannel")
+    assert "Authorization failed" in error
 
 
 async def test_provider_timeout_is_retried(make_gateway, agg) -> None:
@@ -259,9 +281,17 @@ async def test_vonage_throttled_inside_a_200_is_retried(make_gateway, agg) -> No
 
 
 async def test_vonage_refusal_inside_a_200_fails(make_gateway, agg) -> None:
-    gw = await gateway_with(make_gateway, agg, vonage(agg, password="not-it"))
+    gw = await gateway_with(make_gateway, agg, vonage(agg))
+    agg.faults.add(Fault(200, {"message-count": "1", "messages": [
+        {"status": "29", "error-text": "Non-Whitelisted Destination"}]}))
     m = await gw.reaches(await gw.submit_one(), {State.FAILED})
-    assert "Bad Credentials" in m.error and "[4]" in m.error
+    assert "Non-Whitelisted" in m.error and "[29]" in m.error
+
+
+async def test_vonage_bad_credentials_inside_a_200_is_a_channel_fault(make_gateway, agg) -> None:
+    gw = await gateway_with(make_gateway, agg, vonage(agg, password="not-it"))
+    error = await queued_by_a_channel_fault(gw, "vonage")
+    assert "Bad Credentials" in error and "[4]" in error
 
 
 # Infobip ------------------------------------------------------------------------
@@ -292,10 +322,10 @@ async def test_infobip_undeliverable_report_fails_with_its_error(make_gateway, a
     assert "EC_ABSENT_SUBSCRIBER" in m.error
 
 
-async def test_infobip_unauthorised_fails_with_its_code(make_gateway, agg) -> None:
+async def test_infobip_unauthorised_is_a_channel_fault_with_its_code(make_gateway, agg) -> None:
     gw = await gateway_with(make_gateway, agg, infobip(agg, api_key="no"))
-    m = await gw.reaches(await gw.submit_one(), {State.FAILED})
-    assert "Invalid login details" in m.error and "UNAUTHORIZED" in m.error
+    error = await queued_by_a_channel_fault(gw, "infobip")
+    assert "Invalid login details" in error and "UNAUTHORIZED" in error
 
 
 async def test_rate_limit_honours_retry_after(make_gateway, agg) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from drivers.base import OutgoingMessage, PermanentError, TransientError
+from drivers.base import ChannelFault, OutgoingMessage, PermanentError, TransientError
 from drivers.http.common import Answer
 from drivers.whatsapp import errors, payload, webhook
 
@@ -270,6 +270,11 @@ def test_error_classes() -> None:
         err = errors.classify(answer(400, code))
         assert isinstance(err, PermanentError) and err.code == str(code)
         assert f"(#{code})" in str(err)
-    token = errors.classify(answer(401, 190))
-    assert isinstance(token, TransientError) and token.retry_after_s == errors.ACCOUNT_RETRY_S
+    # A refused token or a locked account is the channel's fault, not the
+    # message's; `type: OAuthException` alone (every code above has it) is not.
+    for status, code in ((401, 190), (400, 190), (401, None)):
+        token = errors.classify(answer(status, code))
+        assert isinstance(token, ChannelFault) and token.fault == "authentication failed"
+    locked = errors.classify(answer(403, 131031))
+    assert isinstance(locked, ChannelFault) and locked.fault == "account refused"
     assert isinstance(errors.classify(answer(502, None)), TransientError)

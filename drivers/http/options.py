@@ -84,6 +84,11 @@ class HttpOptions(BaseModel):
     error_code_regex: str | None = None
     transient_status: tuple[int, ...] = (408, 425, 429, 500, 502, 503, 504)
     transient_codes: tuple[str, ...] = ()
+    # Credentials refused (Kannel's "403 Authorization failed", a provider's
+    # code inside a 200): a channel fault, so the channel rests and the
+    # queue waits, uncharged, instead of every message failing.
+    auth_status: tuple[int, ...] = (401, 403)
+    auth_codes: tuple[str, ...] = ()
 
     request_timeout_s: float = Field(30.0, gt=0)
     concurrency: int = Field(8, ge=1)

@@ -7,7 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.base import OutgoingMessage, PermanentError, SendReceipt, TransientError
+from drivers.base import (
+    ChannelFault,
+    OutgoingMessage,
+    PermanentError,
+    SendReceipt,
+    TransientError,
+)
 from drivers.http import template
 from drivers.http.common import Answer, basic_auth, public_hook_url, retry_after_s
 from drivers.http.options import HttpOptions
@@ -81,10 +87,12 @@ def _ids(opt: HttpOptions, doc: Any, text: str, message: OutgoingMessage) -> lis
 
 
 def error(opt: HttpOptions, answer: Answer, doc: Any, text: str
-          ) -> TransientError | PermanentError:
+          ) -> ChannelFault | TransientError | PermanentError:
     code = _error_code(opt, doc, text)
     detail = _first_of(doc, opt.error_text_json_path)
     what = f"HTTP {answer.status}: {detail or text.strip()[:200] or 'no body'}"
+    if (code is not None and code in opt.auth_codes) or answer.status in opt.auth_status:
+        return ChannelFault.auth(what, code=code or str(answer.status))
     if code in opt.transient_codes or answer.status in opt.transient_status:
         return TransientError(what, code=code or str(answer.status),
                               retry_after_s=retry_after_s(answer.headers))

@@ -13,11 +13,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drivers.base import PermanentError, SendReceipt, TransientError
+from drivers.base import ChannelFault, PermanentError, SendReceipt, TransientError
 from drivers.http.common import Answer, retry_after_s
 
 # Twilio's own "too many requests" (REST API concurrency limit).
 RATE_LIMITED = "20429"
+# "Authenticate": the account SID, API key or secret is refused.
+AUTHENTICATE = "20003"
+# "Attempt to send to unsubscribed recipient": the number answered STOP to
+# this sender (number or Messaging Service); Twilio refuses every message
+# from it until the customer sends START.
+UNSUBSCRIBED = "21610"
 # Without a Retry-After, a 429 waits at least this long.
 DEFAULT_RATE_LIMIT_WAIT_S = 1.0
 
@@ -52,7 +58,7 @@ def receipt(answer: Answer) -> SendReceipt:
     raise error(answer)
 
 
-def error(answer: Answer) -> TransientError | PermanentError:
+def error(answer: Answer) -> ChannelFault | TransientError | PermanentError:
     doc = _json(answer)
     code = str(doc.get("code")) if isinstance(doc, dict) and doc.get("code") else None
     message = _message(doc) or answer.text()[:200] or f"HTTP {answer.status}"
@@ -63,11 +69,11 @@ def error(answer: Answer) -> TransientError | PermanentError:
     if answer.status >= 500:
         return TransientError(text, code=code or str(answer.status),
                               retry_after_s=retry_after_s(answer.headers))
-    if answer.status in (401, 403):
+    if answer.status in (401, 403) or code == AUTHENTICATE:
         # Wrong or revoked credentials fail every message alike: a channel
-        # problem, not this message's. Retrying lets the circuit breaker rest
-        # the channel and an operator fix the secret without losing the queue.
-        return TransientError(text, code=code or str(answer.status))
+        # fault, not this message's. The channel rests and the queue waits,
+        # uncharged, for an operator to fix the secret.
+        return ChannelFault.auth(text, code=code or str(answer.status))
     return PermanentError(text, code=code or str(answer.status))
 
 

@@ -5,8 +5,13 @@ titles. Classes follow shared/reference/wire-formats.md §1.8: rate limits
 wait and retry; "this can never go out as it is" fails the message with the
 code kept (131049, 131026, 131050... usually arrive later in a status
 webhook, but a send can also be refused with them at once); account-level
-trouble (token, payment, lock) is the channel's, not the message's, so it
-retries slowly while the circuit breaker rests the channel.
+trouble (token, payment, lock) is the channel's, not the message's: a
+ChannelFault, so the circuit breaker rests the channel at once and the
+queue waits uncharged.
+
+An expired or revoked token is code 190 (or HTTP 401). Not `type:
+OAuthException`: Meta gives that type to nearly every Graph error, a
+recipient outside the test allow-list (131030) and rate limits (4) alike.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drivers.base import PermanentError, TransientError
+from drivers.base import ChannelFault, PermanentError, TransientError
 from drivers.http.common import Answer, retry_after_s
 
 # code -> seconds to wait before the next try.
@@ -27,14 +32,15 @@ RATE_LIMITS: dict[int, float] = {
 }
 UNAVAILABLE = frozenset({1, 2, 131000, 131016, 131057, 133004})
 ACCOUNT = frozenset({0, 3, 10, 190, 200, 368, 131031, 131042, 131044, 131045, 131064})
-ACCOUNT_RETRY_S = 300.0
+# The access token is refused (expired, revoked, password changed).
+AUTH = frozenset({190})
 
 
 def _is_account(code: int) -> bool:
     return code in ACCOUNT or 200 <= code <= 299
 
 
-def classify(answer: Answer) -> TransientError | PermanentError:
+def classify(answer: Answer) -> ChannelFault | TransientError | PermanentError:
     """The exception for a non-2xx answer."""
     error = _error(answer)
     code = _int(error.get("code"))
@@ -47,8 +53,10 @@ def classify(answer: Answer) -> TransientError | PermanentError:
         return TransientError(text, code=code_s, retry_after_s=wait)
     if code in UNAVAILABLE or (code is None and answer.status >= 500):
         return TransientError(text, code=code_s, retry_after_s=hinted)
+    if code in AUTH or answer.status == 401:
+        return ChannelFault.auth(text, code=code_s)
     if code is not None and _is_account(code):
-        return TransientError(text, code=code_s, retry_after_s=hinted or ACCOUNT_RETRY_S)
+        return ChannelFault(text, code=code_s, fault="account refused", retry_after_s=hinted)
     if answer.status >= 500:
         return TransientError(text, code=code_s, retry_after_s=hinted)
     return PermanentError(text, code=code_s)
@@ -60,10 +68,9 @@ def describe(error: dict[str, Any]) -> str:
     message = str(error.get("message") or error.get("title") or "")
     if code is not None and not message.startswith("(#"):
         message = f"(#{code}) {message}".rstrip()
-    data = error.get("error_data")
-    details = str(data.get("details") or "") if isinstance(data, dict) else ""
+    details = (error.get("error_data") or {}).get("details")
     if details and details not in message:
-        message = f"{message}: {details}" if message else details
+        message = f"{message}: {details}" if message else str(details)
     return message
 
 

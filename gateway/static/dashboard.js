@@ -136,6 +136,7 @@ function renderAttention(campaigns, channels) {
   }
   for (const ch of channels) {
     if (ch.status === "down") items.push(`channel ${ch.name} is down: ${ch.last_error || "no answer"}`);
+    else if (ch.fault) items.push(`channel ${ch.name}: ${ch.fault}, its messages wait: ${ch.last_error || ""}`);
   }
   $("#attention").hidden = items.length === 0;
   $("#attention-list").replaceChildren(...items.map((t) => el("li", { text: t })));

@@ -38,8 +38,7 @@ class AdminMixin:
 
     async def tenant_by_key_hash(self, key_hash: str) -> Tenant | None:
         row = await self.db.fetchrow(
-            "SELECT t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_hash = $1 "
-            "AND t.disabled_at IS NULL",
+            "SELECT t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_hash = $1",
             key_hash)
         return None if row is None else rows.tenant(row)
 
