@@ -30,6 +30,7 @@ from drivers.base import (
     SendReceipt,
     TransientError,
 )
+from drivers.webio import read_form
 
 
 class LoopbackOptions(BaseModel):
@@ -122,7 +123,7 @@ class LoopbackChannel:
             raise web.HTTPNotFound()
         if request.remote not in ("127.0.0.1", "::1"):
             raise web.HTTPForbidden(reason="loopback inbound is accepted from this host only")
-        form = await request.post()
+        form = await read_form(request)
         sender = str(form.get("from", ""))
         text = str(form.get("text", "") or form.get("button", ""))
         if not sender or not text:

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 
-from spool.base import Store, Tenant
+from spool.base import Store, StoreError, Tenant
 
 KEY_PREFIX = "sgw_"
 
@@ -25,19 +25,32 @@ def hash_key(key: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, store: Store, *, cache_s: float = 30.0,
+    """Key -> tenant, cached for `cache_s`, yet a revocation is seen at once.
+
+    A revocation made in this process calls `forget()`. One made elsewhere (the
+    CLI, another node) bumps the store's auth generation; at most every
+    `generation_check_s` a lookup reads it and drops the cache when it moved,
+    so a revoked key or a disabled tenant is refused within about two checks."""
+
+    def __init__(self, store: Store, *, cache_s: float = 30.0, generation_check_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._cache_s = cache_s
+        self._check_s = generation_check_s
         self._clock = clock
         self._cache: dict[str, tuple[Tenant | None, float]] = {}
+        self._generation: int | None = None
+        self._next_check = 0.0
 
     async def tenant(self, key: str | None) -> Tenant | None:
-        if not key or len(key) > 200:
+        # Keys are ASCII; a header that is not (bytes that were not UTF-8
+        # arrive as lone surrogates, which can't be hashed) is simply wrong.
+        if not key or len(key) > 200 or not key.isascii():
             return None
         digest = hash_key(key)
-        hit = self._cache.get(digest)
         now = self._clock()
+        await self._follow_generation(now)
+        hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
         tenant = await self._store.tenant_by_key_hash(digest)
@@ -45,6 +58,23 @@ class Authenticator:
             self._cache.clear()  # bounded: a key-guessing flood must not grow memory
         self._cache[digest] = (tenant, now + self._cache_s)
         return tenant
+
+    def forget(self) -> None:
+        """Drop every cached key: who may call has just changed here."""
+        self._cache.clear()
+
+    async def _follow_generation(self, now: float) -> None:
+        if now < self._next_check:
+            return
+        # Set before the read: concurrent lookups in this second do not repeat it.
+        self._next_check = now + self._check_s
+        try:
+            generation = await self._store.auth_generation()
+        except StoreError:
+            return  # nothing can be revoked while the store is away: keep the cache
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
 
 
 class OpenNetworks:

@@ -94,7 +94,9 @@ class SessionSigner:
         return f"{body}.{self._sign(body)}", session
 
     def verify(self, cookie: str | None) -> Session | None:
-        if not cookie or "." not in cookie or len(cookie) > 1000:
+        # Ours are base64url; anything else (bytes that were not UTF-8 come
+        # as lone surrogates) can't be signed text and can't be compared.
+        if not cookie or "." not in cookie or len(cookie) > 1000 or not cookie.isascii():
             return None
         body, sig = cookie.rsplit(".", 1)
         if not hmac.compare_digest(sig, self._sign(body)):

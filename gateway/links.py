@@ -15,9 +15,12 @@ from crawlerdetect import CrawlerDetect
 
 CODE_BYTES = 6  # 48 bits
 
-# http(s) URLs up to whitespace or a quote; trailing sentence punctuation
-# is not part of the URL ("visit https://x.example/a.").
-_URL = re.compile(r"https?://[^\s<>\"'\u00a0]+", re.IGNORECASE)
+# http(s) URLs up to whitespace, a quote or a control character (no URL
+# holds one, and none can go in a Location header); trailing sentence
+# punctuation is not part of the URL ("visit https://x.example/a.").
+_CONTROL = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"  # C0, DEL, C1, lone surrogates
+_URL = re.compile(r"https?://[^\s<>\"'\u00a0" + _CONTROL + "]+", re.IGNORECASE)
+_UNSAFE = re.compile(f"[{_CONTROL}]")
 _TRAILING = ".,;:!?)]}'\"»”’"
 
 # Preview fetchers that the crawler list misses.
@@ -41,6 +44,12 @@ def find_urls(text: str) -> list[tuple[int, int]]:
             end -= 1
         spans.append((start, end))
     return spans
+
+
+def redirectable(url: str) -> bool:
+    """Whether `url` can be sent as a Location header. Links stored before
+    `find_urls` stopped at control characters may hold one."""
+    return _UNSAFE.search(url) is None
 
 
 def rewrite(text: str, short_url: Callable[[str], str]) -> tuple[str, list[tuple[str, str]]]:

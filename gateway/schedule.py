@@ -18,6 +18,7 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAYS = {name: day for names in (DAY_NAMES, _FULL_NAMES) for day, name in enumerate(names)}
 _EVERY_DAY = frozenset(range(7))
+_MAX_ZONE_NAME = 64  # the longest in the tz database is about 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +122,22 @@ def _parse_timezone(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("schedule.timezone: expected an IANA zone name like America/Montevideo")
     try:
-        ZoneInfo(value)
-    # ValueError: keys like "../etc" that are not zone names at all.
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"schedule.timezone: unknown time zone {value!r}") from None
+        zone(value)
+    except ValueError as err:
+        raise ValueError(f"schedule.timezone: {err}") from None
     return value
+
+
+def zone(name: str) -> ZoneInfo:
+    """The tz database zone `name`, or ValueError. A name is a path under the
+    zoneinfo folder: "America" is a directory (IsADirectoryError), 300
+    characters too long a file name (OSError), "../etc" outside it."""
+    if len(name) > _MAX_ZONE_NAME:
+        raise ValueError(f"unknown time zone {name[:_MAX_ZONE_NAME]!r}...")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {name!r}") from None
 
 
 def _parse_window(obj: object, where: str) -> Window:

@@ -102,6 +102,22 @@ class Tenant:
     id: int
     name: str
     webhook_url: str | None = None
+    disabled: bool = False  # its keys are refused until it is enabled again
+    removed: bool = False  # keys gone, row kept so that history still names it
+
+
+API_KEY_ID_CHARS = 12  # hex digits of the key's hash that name it in listings
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One of a tenant's keys, named without being usable: `id` is the start
+    of the key's SHA-256, so `smsgw tenant key revoke --id` needs no secret."""
+
+    id: str
+    tenant: int
+    label: str | None
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +449,29 @@ class Store(Protocol):
     async def tenant_by_key_hash(self, key_hash: str) -> Tenant | None: ...
     async def tenant_by_name(self, name: str) -> Tenant | None: ...
     async def list_tenants(self) -> list[Tenant]: ...
+
+    # who may call: every change bumps auth_generation, which daemons poll
+    # (at most once a second) to drop their key caches
+    async def list_api_keys(self, tenant: int) -> list[ApiKey]: ...
+    async def revoke_api_keys(self, tenant: int, id_prefix: str | None) -> int:
+        """Delete the tenant's keys whose id starts with `id_prefix` (None: all).
+        Raises NotFound when none matches, Conflict when a prefix names several."""
+        ...
+    async def set_tenant_disabled(self, tenant: int, disabled: bool) -> None: ...
+    async def remove_tenant(self, tenant: int, *, force: bool) -> int:
+        """Delete its keys and webhook, stop its campaigns, keep its history.
+        Unfinished messages or journeys raise Conflict unless `force`, which
+        cancels them; returns how many messages were cancelled."""
+        ...
+    async def auth_generation(self) -> int: ...
+
+    # dashboard sessions, by the SHA-256 of their random id
+    async def start_session(self, id_hash: str, user: str, expires_at: float) -> None: ...
+    async def session_user(self, id_hash: str, now: float) -> str | None: ...
+    async def end_sessions(self, *, id_hash: str | None = None,
+                           keep_users: Sequence[str] | None = None) -> int:
+        """End one session (`id_hash`) or those of users not in `keep_users`."""
+        ...
 
     # campaigns
     async def create_campaign(self, campaign: Campaign) -> Campaign: ...

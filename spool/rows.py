@@ -35,7 +35,8 @@ def dumps(value: Any) -> str | None:
 
 
 def tenant(row: Row) -> Tenant:
-    return Tenant(id=row["id"], name=row["name"], webhook_url=row["webhook_url"])
+    return Tenant(id=row["id"], name=row["name"], webhook_url=row["webhook_url"],
+                  disabled=row["disabled_at"] is not None, removed=row["removed_at"] is not None)
 
 
 def campaign(row: Row) -> Campaign:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from drivers import webio
 from drivers.base import ChannelEvents, OutgoingMessage, PermanentError, SendReceipt, TransientError
 from drivers.dinstar import wire
 from drivers.dinstar.client import AuthRejected, DeviceUnreachable, DinstarClient
@@ -230,8 +229,9 @@ class DinstarDevice:
         if not self._push_allowed(request, subpath):
             return web.json_response({"error_code": 403}, status=403)
         try:
-            push = wire.parse_push(json.loads(await request.read()))
-        except ValueError:
+            push = wire.parse_push(webio.loads(await request.read()))
+        except ValueError as err:  # webio.BadBody is one
+            log.info("dinstar.push_refused", device=self.name, error=str(err))
             return web.json_response({"error_code": 400}, status=400)
         await self.feed.results(push.results)
         await self.feed.deliveries(push.deliveries)
@@ -247,9 +247,8 @@ class DinstarDevice:
     def _push_allowed(self, request: web.Request, subpath: str) -> bool:
         if self._opt.push_token is None:  # the gateway restricts who may call
             return True
-        token = self._opt.push_token.get_secret_value().encode()
-        given = (subpath.strip("/") or request.query.get("token", "")).encode()
-        return hmac.compare_digest(given, token)
+        given = subpath.strip("/") or request.query.get("token", "")
+        return webio.same_secret(given, self._opt.push_token.get_secret_value())
 
     # loops -------------------------------------------------------------------
     async def _status_loop(self) -> None:

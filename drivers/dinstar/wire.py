@@ -185,11 +185,13 @@ def parse_device_time(text: str) -> float | None:
 
 
 def _int(value: Any, default: int | None = None) -> int | None:
-    # Some firmwares quote numbers.
+    # Some firmwares quote numbers. A push can say anything: 1e400 is an
+    # infinite float (OverflowError), 1e20 a port no device has.
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         return default
+    return number if abs(number) < 2**63 else default
 
 
 def _str(value: Any) -> str:

@@ -6,12 +6,10 @@ JSON). config/examples/http-*.toml configure real aggregators with it.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import structlog
 from aiohttp import web
 
+from drivers import webio
 from drivers.base import (
     ChannelError,
     ChannelEvents,
@@ -60,10 +58,12 @@ class HttpChannel(HttpChannelBase):
         if spec is None or subpath != "/dlr":
             raise web.HTTPNotFound(reason="this channel takes delivery reports at /dlr "
                                           "when `dlr` is configured")
-        params, doc = await _params(req)
+        params = await _params(req)
         if not dlr.authorised(spec, self._opt.dlr_secret, params, req.headers):
             log.warning("http_driver.dlr_refused", channel=self.name)
             raise web.HTTPForbidden(reason="missing or wrong shared secret")
+        # A JSON body is parsed only once the caller has shown the secret.
+        doc = await webio.read_json(req) if _is_json(req) else None
         found = dlr.reports(self.name, spec, params, doc)
         if not found:
             log.info("http_driver.dlr_ignored", channel=self.name, params=sorted(params))
@@ -72,19 +72,17 @@ class HttpChannel(HttpChannelBase):
         return web.Response(text="OK")
 
 
-async def _params(req: web.Request) -> tuple[dict[str, str], Any]:
-    """Query and form parameters together, and the JSON body if it is one."""
+def _is_json(req: web.Request) -> bool:
+    return req.method in ("POST", "PUT") and req.content_type == "application/json"
+
+
+async def _params(req: web.Request) -> dict[str, str]:
+    """Query and form parameters together (a JSON body is not read here)."""
     params = {k: v for k, v in req.query.items()}
-    if req.method not in ("POST", "PUT"):
-        return params, None
-    if req.content_type == "application/json":
-        try:
-            return params, json.loads(await req.read())
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(reason="body is not JSON") from None
-    form = await req.post()
-    params.update({k: str(v) for k, v in form.items()})
-    return params, None
+    if req.method in ("POST", "PUT") and not _is_json(req):
+        form = await webio.read_form(req)
+        params.update({k: str(v) for k, v in form.items()})
+    return params
 
 
 def build(name: str, options: HttpOptions, events: ChannelEvents) -> list[HttpChannel]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
 from drivers.base import DeliveryReport
 from drivers.http import template
 from drivers.http.options import DlrOptions
+from drivers.webio import same_secret
 
 
 def authorised(dlr: DlrOptions, secret: str, params: Mapping[str, str],
@@ -21,7 +21,7 @@ def authorised(dlr: DlrOptions, secret: str, params: Mapping[str, str],
         shown = headers.get(dlr.secret_header, "")
     elif dlr.secret_param:
         shown = params.get(dlr.secret_param, "")
-    return hmac.compare_digest(shown.encode(), secret.encode())
+    return same_secret(shown, secret)
 
 
 def reports(channel: str, dlr: DlrOptions, params: Mapping[str, str], doc: Any

@@ -24,6 +24,7 @@ from drivers.base import (
 )
 from drivers.http.common import HttpChannelBase, basic_auth, fetch, public_hook_url
 from drivers.twilio import api, callbacks, signature
+from drivers.webio import read_form
 
 log = structlog.get_logger("smsgw.twilio")
 
@@ -94,7 +95,7 @@ class TwilioChannel(HttpChannelBase):
             raise web.HTTPNotFound(reason="Twilio hooks are /status and /inbound")
         if request.method != "POST":
             raise web.HTTPMethodNotAllowed(request.method, ["POST"])
-        form = await request.post()
+        form = await read_form(request)
         pairs = [(k, str(v)) for k, v in form.items()]
         if not self._signed(request, subpath, pairs):
             log.warning("twilio.bad_signature", channel=self.name, path=subpath)

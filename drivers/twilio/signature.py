@@ -16,6 +16,8 @@ import hmac
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from drivers.webio import same_secret
+
 HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 _HASHES = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
@@ -46,7 +48,7 @@ def valid(token: str, url: str, params: Iterable[tuple[str, str]], signature: st
     if not signature or algorithm.upper() not in _HASHES:
         return False
     pairs = list(params)
-    return any(hmac.compare_digest(compute(token, candidate, pairs, algorithm), signature)
+    return any(same_secret(signature, compute(token, candidate, pairs, algorithm))
                for candidate in _port_variants(url))
 
 

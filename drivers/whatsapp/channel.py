@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from drivers import webio
 from drivers.base import (
     Channel,
     ChannelError,
@@ -132,10 +133,13 @@ class WhatsAppChannel(HttpChannelBase):
                               request.headers.get(webhook.SIGNATURE_HEADER)):
             log.warning("whatsapp.bad_signature", channel=self.name)
             raise web.HTTPForbidden(reason="missing or wrong X-Hub-Signature-256")
+        # Signed but unreadable: Meta would send it again unchanged, so say
+        # 400 (its retries show on the app's webhook dashboard) and log it.
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(reason="body is not JSON") from None
+            return webio.loads(raw)
+        except webio.BadBody as err:
+            log.warning("whatsapp.webhook_unreadable", channel=self.name, error=str(err))
+            raise
 
     async def _route(self, doc: Any) -> None:
         groups, ignored = webhook.split(doc)

@@ -68,9 +68,10 @@ def describe(error: dict[str, Any]) -> str:
     message = str(error.get("message") or error.get("title") or "")
     if code is not None and not message.startswith("(#"):
         message = f"(#{code}) {message}".rstrip()
-    details = (error.get("error_data") or {}).get("details")
+    data = error.get("error_data")
+    details = str(data.get("details") or "") if isinstance(data, dict) else ""
     if details and details not in message:
-        message = f"{message}: {details}" if message else str(details)
+        message = f"{message}: {details}" if message else details
     return message
 
 

@@ -15,10 +15,11 @@ import io
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from gateway import schedule
 from gateway.api import parse
 from gateway.api.http import SERVICES, tenant
 from gateway.api.render import iso
@@ -95,9 +96,9 @@ DAILY_KEYS = ["total", "processed", "not_processed", "other", "blocked", "sent",
 
 def _zone(name: str) -> ZoneInfo:
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise IntakeError(f"unknown time zone {name!r}", field="tz") from None
+        return schedule.zone(name)
+    except ValueError as err:
+        raise IntakeError(str(err), field="tz") from None
 
 
 async def _daily(request: web.Request) -> tuple[list[dict[str, Any]], dict[str, Any]]:

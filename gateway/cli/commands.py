@@ -6,15 +6,13 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import sys
 from pathlib import Path
 
 from gateway.api import render
 from gateway.app import App
-from gateway.auth import generate_key, hash_key
-from gateway.cli import dbcopy, monitoring, output
+from gateway.cli import dbcopy, monitoring, output, tenants
 from gateway.cli.context import CliError, opened_store, services, tenant_named
 from gateway.dncr import DncrImport
 from gateway.importer import FileImporter
@@ -198,52 +196,6 @@ async def campaign_list(args: argparse.Namespace, s: Services) -> int:
     return 0
 
 
-async def tenant_add(args: argparse.Namespace, s: Services) -> int:
-    key = generate_key()
-    try:
-        tenant = await s.store.create_tenant(args.name, hash_key(key), args.webhook_url)
-    except Conflict as err:
-        raise CliError(str(err)) from None
-    print(f"tenant {tenant.name} (id {tenant.id}) created.")
-    print(f"API key (shown once, store it now): {key}")
-    if args.webhook_url:
-        await _set_webhook(s, tenant.id, args.webhook_url)
-    return 0
-
-
-async def tenant_webhook(args: argparse.Namespace, s: Services) -> int:
-    tenant = await tenant_named(s, args.name)
-    if not args.url:
-        await s.store.set_webhook(tenant.id, None, None)
-        print(f"tenant {tenant.name}: events are no longer sent")
-        return 0
-    await _set_webhook(s, tenant.id, args.url)
-    return 0
-
-
-async def _set_webhook(s: Services, tenant_id: int, url: str) -> None:
-    if not url.startswith(("https://", "http://")):
-        raise CliError(f"webhook url must be http(s): {url!r}")
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    await s.store.set_webhook(tenant_id, url, secret)
-    print(f"webhook: {url}")
-    print(f"signing secret (shown once): {secret}")
-
-
-async def tenant_key(args: argparse.Namespace, s: Services) -> int:
-    tenant = await tenant_named(s, args.name)
-    key = generate_key()
-    await s.store.add_api_key(tenant.id, hash_key(key))
-    print(f"API key for {tenant.name} (shown once): {key}")
-    return 0
-
-
-async def tenant_list(args: argparse.Namespace, s: Services) -> int:
-    for t in await s.store.list_tenants():
-        print(f"{t.id:>3} {t.name:<24} webhook={t.webhook_url or '-'}")
-    return 0
-
-
 _HANDLERS = {
     ("send", None): send,
     ("import", None): import_csv,
@@ -256,8 +208,5 @@ _HANDLERS = {
     ("campaign", "start"): campaign_toggle,
     ("campaign", "stop"): campaign_toggle,
     ("campaign", "list"): campaign_list,
-    ("tenant", "add"): tenant_add,
-    ("tenant", "key"): tenant_key,
-    ("tenant", "webhook"): tenant_webhook,
-    ("tenant", "list"): tenant_list,
+    **tenants.HANDLERS,
 }

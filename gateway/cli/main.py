@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import commands, dbcopy, hardware, monitoring
+from gateway.cli import commands, dbcopy, hardware, monitoring, tenants
 from gateway.cli.context import CliError
 from gateway.settings import ConfigError, default_config_path, load_settings
 from spool.base import StoreError
@@ -77,17 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     cl = camp.add_parser("list")
     cl.add_argument("--tenant")
 
-    ten = sub.add_parser("tenant", help="tenants and API keys").add_subparsers(
-        dest="action", required=True)
-    ta = ten.add_parser("add", help="create a tenant; prints its API key once")
-    ta.add_argument("name")
-    ta.add_argument("--webhook-url")
-    tw = ten.add_parser("webhook", help="set where a tenant's events go; prints a new secret")
-    tw.add_argument("name")
-    tw.add_argument("--url", help="HTTPS endpoint (omit to stop sending events)")
-    tk = ten.add_parser("key", help="issue another API key for a tenant")
-    tk.add_argument("name")
-    ten.add_parser("list")
+    tenants.add_parser(sub)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     db.add_parser("migrate", help="apply pending schema migrations")

@@ -38,7 +38,8 @@ class AdminMixin:
 
     async def tenant_by_key_hash(self, key_hash: str) -> Tenant | None:
         row = await self.db.fetchrow(
-            "SELECT t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_hash = $1",
+            "SELECT t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_hash = $1 "
+            "AND t.disabled_at IS NULL",
             key_hash)
         return None if row is None else rows.tenant(row)
 

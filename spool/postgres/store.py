@@ -28,6 +28,7 @@ from spool.base import (
     State,
     StoreError,
 )
+from spool.postgres.access import AccessMixin
 from spool.postgres.admin import AdminMixin, save_progress
 from spool.postgres.conversations import ConversationsMixin
 from spool.postgres.db import PgDb, lock_sql
@@ -56,8 +57,8 @@ _FOLD = (
     "  ON CONFLICT (campaign) DO UPDATE SET cost = campaign_costs.cost + excluded.cost")
 
 
-class PostgresStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin,
-                    FallbacksMixin, DispatchMixin):
+class PostgresStore(OperatorActions, AdminMixin, AccessMixin, ConversationsMixin, OutboxMixin,
+                    JourneysMixin, FallbacksMixin, DispatchMixin):
     def __init__(self, url: str, *, pool_size: int = 10, synchronous: str = "full",
                  **_: object) -> None:
         self.db = PgDb(url, pool_size=pool_size, synchronous=synchronous)

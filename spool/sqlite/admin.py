@@ -49,7 +49,8 @@ class AdminMixin:
 
     async def tenant_by_key_hash(self, key_hash: str) -> Tenant | None:
         found = await self.db.reader.execute_fetchall(
-            "SELECT t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_hash = ?",
+            "SELECT t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_hash = ? "
+            "AND t.disabled_at IS NULL",
             (key_hash,))
         return next((rows.tenant(r) for r in found), None)
 

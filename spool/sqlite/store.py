@@ -32,6 +32,7 @@ from spool.base import (
     State,
     StoreError,
 )
+from spool.sqlite.access import AccessMixin
 from spool.sqlite.admin import AdminMixin, save_progress
 from spool.sqlite.conversations import ConversationsMixin
 from spool.sqlite.db import SqliteDb
@@ -41,7 +42,8 @@ from spool.sqlite.outbox import OutboxMixin
 _CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
 
 
-class SqliteStore(OperatorActions, AdminMixin, ConversationsMixin, OutboxMixin, JourneysMixin):
+class SqliteStore(OperatorActions, AdminMixin, AccessMixin, ConversationsMixin, OutboxMixin,
+                  JourneysMixin):
     def __init__(self, path: str | Path, *, synchronous: str = "full",
                  busy_timeout_ms: int = 5000, **_: object) -> None:
         self.db = SqliteDb(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
