@@ -16,13 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from drivers.base import Channel, ChannelEvents, SharedHook, WebhookChannel
 from drivers.registry import DRIVERS
+from gateway import fdlimit
+from gateway.api import connections
 from gateway.api.http import build_app
 from gateway.auth import Authenticator, OpenNetworks, RateLimiter
 from gateway.campaigns import CampaignBook
@@ -187,17 +188,10 @@ class App:
             runner.preload_today(sent_today.get(runner.name, 0), now)
 
     async def _serve(self, services: Services) -> web.AppRunner:
-        app = build_app(services)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=self.settings.dispatcher.shutdown_grace_s)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.server.host, self.settings.server.port,
-                           backlog=1024)
-        await site.start()
-        server: Any = site._server  # aiohttp keeps the asyncio.Server here
-        for sock in server.sockets if server else []:
-            host, port = sock.getsockname()[:2]
-            self.bound.append((host, port))
+        runner, bound = await connections.serve(
+            build_app(services), self.settings.server,
+            shutdown_timeout_s=self.settings.dispatcher.shutdown_grace_s)
+        self.bound.extend(bound)
         return runner
 
     async def _drain(self, p: _Parts, site_runner: web.AppRunner) -> None:
@@ -247,6 +241,7 @@ class _Supervisor:
     def __init__(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg
         self._tasks: list[asyncio.Task[None]] = []
+        self._out_of_files = fdlimit.OnceLog("task.out_of_files")
 
     def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         self._tasks.append(self._tg.create_task(self._keep(name, factory), name=name))
@@ -263,8 +258,12 @@ class _Supervisor:
             except StoreError as err:  # the database is away: no traceback, just wait
                 log.warning("task.store_unavailable", task=name, error=str(err),
                             retry_in_s=backoff)
-            except Exception:
-                log.exception("task.crashed", task=name, restart_in_s=backoff)
+            except Exception as err:
+                if not fdlimit.out_of_files(err):
+                    log.exception("task.crashed", task=name, restart_in_s=backoff)
+                else:  # descriptors free up as connections close: soon, quietly
+                    self._out_of_files.hit(task=name)
+                    backoff = min(backoff, fdlimit.RETRY_S)
             await asyncio.sleep(backoff)
             backoff = 0.5 if time.monotonic() - began > 60 else min(backoff * 2, 30.0)
 

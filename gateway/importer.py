@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import structlog
 
+from gateway import fdlimit
 from gateway.services import Services
 from spool.base import Campaign, Conflict, ImportProgress, NewMessage, State
 from spool.csvfile import CsvRow, CsvRowError, read_message_rows
@@ -289,6 +290,8 @@ class SpoolFolderImporter:
             log.info("import.owned_elsewhere", file=path.name, reason=str(err))
             return
         except (OSError, UnicodeError, ValueError) as err:
+            if fdlimit.out_of_files(err):
+                raise  # the process, not the file: the supervisor retries it shortly
             # A file we cannot read at all: after three tries it goes to failed/.
             count = self._failures[key] = self._failures.get(key, 0) + 1
             log.error("import.failed", file=path.name, error=str(err), attempt=count)

@@ -49,8 +49,25 @@ class ServerSettings(_Section):
     # /metrics and key-less /api/v1/stats: loopback callers, or this bearer token.
     metrics_token: str | None = None
     max_upload_bytes: int = Field(64 * 1_048_576, ge=1024)  # CSV uploads (streamed to disk)
+    # Reverse proxies whose forwarding header is believed (CIDRs); from any
+    # other peer a forwarding header makes the caller unknown, never local.
+    trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: Literal["x-forwarded-for", "forwarded", "x-real-ip"] = "x-forwarded-for"
+    # Host names a request may name (IP literals always pass: DNS rebinding
+    # needs a name). Empty: localhost, `host`, this machine's name and
+    # public_base_url's host. ["*"]: any.
+    allowed_hosts: tuple[str, ...] = ()
+    # Slow or idle clients: a request's headers must arrive within
+    # header_timeout_s of its first byte, its body within body_timeout_s of
+    # its headers; an idle keep-alive connection is closed after
+    # keepalive_timeout_s. At max_connections the oldest connection that is
+    # idle or still sending its request makes room for a new one.
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(60.0, gt=0, le=3600)
+    keepalive_timeout_s: float = Field(15.0, gt=0, le=3600)
+    max_connections: int = Field(1000, ge=4)
 
-    @field_validator("legacy_open_networks")
+    @field_validator("legacy_open_networks", "trusted_proxies")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for net in value:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.api.http import ACTING_TENANT, SERVICES, Handler, json_body
+from gateway.api.http import ACTING_TENANT, SERVICES, Handler, client_address, json_body
 from gateway.dashboard_auth import (
     COOKIE,
     LoginThrottle,
@@ -105,7 +105,7 @@ async def login(request: web.Request) -> web.Response:
     # JSON only: a foreign page cannot send it without a CORS preflight we never grant.
     if request.content_type != "application/json" or not _same_origin(request):
         raise web.HTTPForbidden(reason="login must be posted as JSON from this page")
-    source = request.remote or "?"
+    source = client_address(request) or "?"
     if not request.app[THROTTLE].allowed(source):
         raise web.HTTPTooManyRequests(reason="too many failed logins; wait a few minutes",
                                       headers={"Retry-After": "300"})

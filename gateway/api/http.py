@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from drivers import webio
 from gateway.intake import IntakeError, Overloaded
+from gateway.proxies import Client, TrustedProxies
 from gateway.services import Services
 from spool.base import Conflict, NotFound, StoreError, Tenant
 
@@ -21,6 +23,9 @@ SERVICES = web.AppKey("services", Services)
 ACTING_TENANT: Any = (web.RequestKey("acting_tenant", Tenant)  # aiohttp >= 3.14
                      if hasattr(web, "RequestKey") else "smsgw.acting_tenant")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
+_CLIENT: Any = (web.RequestKey("client", Client)
+                if hasattr(web, "RequestKey") else "smsgw.client")
 
 
 def problem(status: int, error: str, field: str | None = None,
@@ -32,15 +37,50 @@ def problem(status: int, error: str, field: str | None = None,
     return web.json_response(body, status=status, headers=headers)
 
 
+def _client(request: web.Request) -> Client:
+    found = request.get(_CLIENT)
+    if not isinstance(found, Client):
+        proxies = request.app.get(PROXIES) or TrustedProxies()
+        found = request[_CLIENT] = proxies.client(request.remote, request.headers)
+    return found
+
+
+def client_address(request: web.Request) -> str:
+    """The caller for per-address limits and logs: the peer, or the address a
+    trusted proxy (`server.trusted_proxies`) forwards."""
+    return _client(request).address
+
+
+def forwarded(request: web.Request) -> bool:
+    """True when the request names a client through a proxy we do not trust:
+    its caller is unknown, so nothing that trusts an address may apply."""
+    return not _client(request).vouched
+
+
+@web.middleware
+async def last_resort(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Outermost: whatever escapes is a JSON 500 with an id to find the
+    # traceback by, never aiohttp's text page.
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except ConnectionResetError:
+        log.info("http.client_gone", method=request.method, path=request.path)
+        return problem(400, "connection lost")
+    except Exception:
+        incident = secrets.token_hex(8)
+        log.exception("http.internal_error", id=incident, method=request.method,
+                      path=request.path)
+        return problem(500, "internal error", id=incident)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except IntakeError as err:
         return problem(err.status, str(err), err.field)
-    except webio.BadBody as err:
-        log.info("http.bad_body", path=request.path, field=err.field, error=str(err))
-        return problem(400, str(err), err.field)
     except RateLimited as err:
         return problem(429, str(err), headers={"Retry-After": str(max(1, math.ceil(
             err.retry_after_s)))})
@@ -67,7 +107,10 @@ async def json_body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw:
         raise IntakeError("request body is empty", field="body")
-    return webio.loads(raw)  # BadBody: a 400, by `errors`
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise IntakeError(f"malformed JSON: {err}", field="body") from None
 
 
 async def tenant(request: web.Request) -> Tenant:
@@ -99,22 +142,27 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
               ) -> web.Application:
     from gateway.api import (
         admin,
+        connections,
         dashboard,
         health,
         hooks,
+        hosts,
         inbound,
         links,
         messages,
         openapi,
         reports,
         stats,
-        tenants,
         uploads,
     )
 
-    app = web.Application(middlewares=[errors, dashboard.session],
-                          client_max_size=services.settings.server.max_body_bytes)
+    server = services.settings.server
+    app = web.Application(middlewares=[connections.deadlines, last_resort,
+                                       hosts.allowed(server), errors, dashboard.session],
+                          client_max_size=server.max_body_bytes)
     app[SERVICES] = services
+    app[PROXIES] = TrustedProxies(server.trusted_proxies, server.forwarded_header)
+    app.on_response_prepare.append(hosts.server_header)
     app.add_routes(messages.routes)
     app.add_routes(admin.routes)
     app.add_routes(health.routes)
@@ -124,7 +172,6 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
     app.add_routes(stats.routes)
     app.add_routes(reports.routes)
     app.add_routes(uploads.routes)
-    app.add_routes(tenants.routes)
     dashboard.setup(app)
     app.add_routes(links.routes)
     if extra_routes:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from drivers.webio import read_form
 from gateway.api import parse, render
-from gateway.api.http import SERVICES, charge, json_body, tenant
+from gateway.api.http import SERVICES, charge, client_address, forwarded, json_body, tenant
 from gateway.intake import IntakeError, Submission
 from spool.base import ListFilter, Message
 
@@ -18,12 +17,16 @@ DEFAULT_TENANT = 1  # the operator's own tenant, created by the first migration
 @routes.post("/Integra/resources/SMS/SendSMS")
 async def legacy_send(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    if request.headers.get("X-Api-Key") or request.remote not in services.open_networks:
+    if request.headers.get("X-Api-Key") or forwarded(request) \
+            or client_address(request) not in services.open_networks:
         tenant_id = (await tenant(request)).id
     else:
         tenant_id = DEFAULT_TENANT
         charge(request, tenant_id)
-    form = await read_form(request)  # BadBody (charset=bogus, not UTF-8): a 400
+    try:
+        form = await request.post()
+    except ValueError as err:
+        raise IntakeError(f"malformed form body: {err}", field="body") from None
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     item = parse.submission(fields)
     accepted = await services.intake.submit(tenant_id, [item])

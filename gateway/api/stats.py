@@ -9,31 +9,30 @@ That is how `smsgw status` reads a running daemon.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 
 from aiohttp import web
 
-from drivers.webio import same_secret
 from gateway import stats_view
-from gateway.api.http import ACTING_TENANT, SERVICES, tenant
+from gateway.api.http import ACTING_TENANT, SERVICES, client_address, forwarded, tenant
 from gateway.metrics import CONTENT_TYPE
 from gateway.services import Services
 
 routes = web.RouteTableDef()
 
-_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
-
 
 def operator_allowed(request: web.Request) -> bool:
     token = request.app[SERVICES].settings.server.metrics_token
     given = request.headers.get("Authorization", "")
-    if token and same_secret(given, f"Bearer {token}"):
+    if token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return True
-    # A reverse proxy on this host makes every caller look local: its
-    # forwarding headers mean the token is required.
-    if any(h in request.headers for h in _PROXY_HEADERS):
+    # A reverse proxy on this host makes every caller look local: forwarding
+    # headers from a proxy not in server.trusted_proxies mean the token is
+    # required; from a trusted one, the client it names must be local.
+    if forwarded(request):
         return False
-    return _loopback(request.remote)
+    return _loopback(client_address(request))
 
 
 def _loopback(address: str | None) -> bool:
