@@ -4,6 +4,13 @@ Callers `submit` an item and await its result; one flusher task takes
 everything queued while the previous transaction ran and commits it as a
 single batch. Under load the batches grow by themselves, which is what
 turns a fsync per request into a fsync per few hundred.
+
+Sharing a transaction must not mean sharing fate: when a batch fails for
+something one of its items holds (a character the database refuses, a
+constraint), it is retried in halves until the failing items are alone, so
+only their callers see the error. Errors that are nobody's item's fault
+(the database is away) fail the whole batch at once: bisecting those would
+only multiply the waiting.
 """
 
 from __future__ import annotations
@@ -22,11 +29,18 @@ log = structlog.get_logger("smsgw.batching")
 
 class GroupCommit(Generic[T, R]):
     def __init__(self, name: str, flush: Callable[[list[T]], Awaitable[Sequence[R]]],
-                 *, max_items: int = 1000, linger_s: float = 0.0) -> None:
+                 *, max_items: int = 1000, linger_s: float = 0.0,
+                 weight: Callable[[T], int] = lambda _: 1,
+                 isolate: Callable[[Exception], bool] = lambda _: True) -> None:
+        """`weight(item)` counts against `max_items` (an item may be a request
+        of many rows); `isolate(err)` says whether a failed batch is retried
+        in halves to find the items at fault."""
         self.name = name
         self._flush = flush
         self._max = max_items
         self._linger = linger_s
+        self._weight = weight
+        self._isolate = isolate
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[R]] = []
         self._ready = asyncio.Event()
@@ -61,12 +75,26 @@ class GroupCommit(Generic[T, R]):
             raise
 
     async def flush_once(self) -> None:
-        items, waiters = self._items[:self._max], self._waiters[:self._max]
-        del self._items[:self._max], self._waiters[:self._max]
+        n = self._batch_len()
+        items, waiters = self._items[:n], self._waiters[:n]
+        del self._items[:n], self._waiters[:n]
         if not self._items:
             self._ready.clear()
-        if not items:
-            return
+        if items:
+            await self._settle(items, waiters)
+
+    def _batch_len(self) -> int:
+        """How many queued items fit in one batch (always at least one)."""
+        total = 0
+        for n, item in enumerate(self._items):
+            total += self._weight(item)
+            if total > self._max:
+                return max(n, 1)
+        return len(self._items)
+
+    async def _settle(self, items: list[T], waiters: list[asyncio.Future[R]]) -> None:
+        """Flush `items`; on a failure that an item may hold, flush each half
+        again, down to single items, so one bad item fails only its caller."""
         try:
             results = await self._flush(items)
         except asyncio.CancelledError:
@@ -74,7 +102,14 @@ class GroupCommit(Generic[T, R]):
                 if not fut.done():
                     fut.cancel()
             raise
-        except Exception as err:  # the batch failed as a whole: tell every caller
+        except Exception as err:
+            if len(items) > 1 and self._isolate(err):
+                log.warning("batch.isolating", batch=self.name, items=len(items),
+                            error=type(err).__name__)
+                half = len(items) // 2
+                await self._settle(items[:half], waiters[:half])
+                await self._settle(items[half:], waiters[half:])
+                return
             log.warning("batch.failed", batch=self.name, items=len(items), error=str(err))
             for fut in waiters:
                 if not fut.done():

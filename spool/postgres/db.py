@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from spool import migrations
-from spool.base import SchemaTooNew, StoreError
+from spool.base import RowRejected, SchemaTooNew, StoreError
 from spool.health import WriteHealth
 
 T = TypeVar("T")
@@ -33,6 +33,10 @@ _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _UNAVAILABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                 asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError,
                 asyncpg.ReadOnlySQLTransactionError)
+# A constraint or a value the server (or asyncpg's encoder: a lone
+# surrogate) refuses is about the row; the store stays writable.
+_ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+               asyncpg.exceptions._base.DataError)
 _TRIES = 5
 
 
@@ -87,6 +91,8 @@ class PgDb:
                 yield conn
         except StoreError:
             raise
+        except _ROW_ERRORS as err:
+            raise RowRejected(f"row refused: {err}") from err
         except DB_ERRORS as err:
             raise StoreError(f"database error: {err}") from err
 
@@ -134,7 +140,7 @@ class PgDb:
         raise AssertionError("unreachable")
 
     def _note_failure(self, err: BaseException | None) -> None:
-        if isinstance(err, _UNAVAILABLE):
+        if isinstance(err, _UNAVAILABLE) and not isinstance(err, _ROW_ERRORS):
             self.writes.failed(str(err) or type(err).__name__)
 
     async def migrate(self) -> int:

@@ -42,10 +42,10 @@ LINK_STEP_S = 1e-6
 _INSERT = (
     "INSERT INTO sms_spool (id, tenant, campaign, destination, message, priority, state, "
     "error, note, agent, data, kind, idempotency_key, segments, encoding, journey_id, "
-    "created_at, updated_at) SELECT *, $17, $17 FROM unnest($1::bigint[], $2::bigint[], "
-    "$3::bigint[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[], $9::text[], "
-    "$10::text[], $11::text[], $12::text[], $13::text[], $14::int[], $15::text[], "
-    "$16::bigint[]) "
+    "request_fingerprint, created_at, updated_at) SELECT *, $18, $18 FROM unnest("
+    "$1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::int[], "
+    "$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[], "
+    "$15::text[], $16::bigint[], $17::text[]) "
     "ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
     "RETURNING id")
 
@@ -235,7 +235,7 @@ async def insert_rows(conn: asyncpg.Connection, messages: Sequence[NewMessage],
                [m.error for m in messages], notes, [m.agent for m in messages],
                [rows.dumps(m.data) for m in messages], [m.kind for m in messages],
                [m.idempotency_key for m in messages], [m.segments for m in messages],
-               [m.encoding for m in messages], journeys]
+               [m.encoding for m in messages], journeys, [m.fingerprint for m in messages]]
     stored = await conn.fetch(_INSERT, *columns, now)
     if len(stored) < len(messages):
         # Another daemon committed one of these idempotency keys after we

@@ -19,10 +19,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from spool import migrations
-from spool.base import SchemaTooNew, StoreError
+from spool.base import RowRejected, SchemaTooNew, StoreError
 from spool.health import WriteHealth
 
 T = TypeVar("T")
+# A constraint or a bad value is about the row, not the store: the store
+# stays writable and the rest of a batch can go in without that row.
+_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError)
 
 
 class SqliteDb:
@@ -115,6 +118,8 @@ class SqliteDb:
             changes = self._writer.total_changes
             try:
                 result = await self._writer._execute(_transaction, fn, self._writer._conn)
+            except _ROW_ERRORS as err:
+                raise RowRejected(f"row refused: {err}") from err
             except sqlite3.Error as err:
                 self._note_failure(err)
                 raise StoreError(f"database busy or unavailable: {err}") from err
@@ -130,7 +135,7 @@ class SqliteDb:
     def _note_failure(self, err: sqlite3.Error) -> None:
         # Full disk, I/O error, locked, read-only, corrupt: the store cannot
         # write. A constraint violation or a bad statement is about the row.
-        if not isinstance(err, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+        if not isinstance(err, _ROW_ERRORS):
             self.writes.failed(str(err))
 
     async def migrate(self) -> int:

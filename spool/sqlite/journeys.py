@@ -247,7 +247,7 @@ def _fallback(r) -> Fallback:
 
 _COLUMNS = ("id", "tenant", "campaign", "destination", "message", "priority", "state", "error",
             "note", "agent", "data", "kind", "idempotency_key", "segments", "encoding",
-            "journey_id", "created_at", "updated_at")
+            "journey_id", "created_at", "updated_at", "request_fingerprint")
 _ROW = "(" + ",".join("?" * len(_COLUMNS)) + ")"
 # Rows per INSERT statement, largest first. sqlite3 releases the GIL around
 # each statement step, and the writer's thread then waits for it behind the
@@ -277,7 +277,8 @@ def insert_rows(conn: sqlite3.Connection, messages: Sequence[NewMessage],
         note = m.error or ("accepted" if m.state == 1 else None)
         values += (next_id, m.tenant, m.campaign, m.destination, m.message, m.priority,
                    m.state, m.error, note, m.agent, rows.dumps(m.data), m.kind,
-                   m.idempotency_key, m.segments, m.encoding, journey_id, now, now)
+                   m.idempotency_key, m.segments, m.encoding, journey_id, now, now,
+                   m.fingerprint)
     _insert_values(conn, values)
     return list(range(first, first + len(messages)))
 
