@@ -53,6 +53,21 @@ class SchemaTooNew(StoreError):
     pass
 
 
+class RowRejected(StoreError):
+    """The database refused a row for what it holds (a constraint, a
+    character it cannot store): the row is at fault, not the store, and the
+    other rows of the transaction can go in without it."""
+
+
+class KeyReused(RowRejected):
+    """An idempotency key already stored for a different request."""
+
+    def __init__(self, tenant: int, key: str) -> None:
+        super().__init__("idempotency key reused with a different request")
+        self.tenant = tenant
+        self.key = key
+
+
 @dataclass(frozen=True, slots=True)
 class JourneyStep:
     """What the scheduler decided for a due journey: a next message (or
@@ -204,6 +219,9 @@ class NewMessage:
     encoding: str = "gsm7"
     journey: JourneySpec | None = None  # open a journey with this message
     journey_id: int | None = None  # a later step of an existing journey
+    # What the client asked for under `idempotency_key` (a hash): the same
+    # key with another fingerprint is refused (KeyReused), not deduplicated.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from spool.base import (
     Event,
     ImportProgress,
     Inserted,
+    KeyReused,
     ListFilter,
     Message,
     NewMessage,
@@ -183,26 +184,41 @@ async def _insert(conn: asyncpg.Connection, messages: Sequence[NewMessage],
         await _own_lines(conn, progress)
     known = await _known_keys(conn, messages)
     fresh = _fresh(messages, known)
+    _same_requests(messages, known)
     ids = await insert_rows(conn, [messages[i] for i in fresh], now)
     given = dict(zip(fresh, ids, strict=True))  # position -> id of the row it became
     for i, mid in given.items():
         m = messages[i]
         if m.idempotency_key:
-            known[(m.tenant, m.idempotency_key)] = (mid, m.state)
+            known[(m.tenant, m.idempotency_key)] = (mid, m.state, m.fingerprint)
     result = []
     for i, m in enumerate(messages):
         if i in given:
             result.append(Inserted(given[i], m.state))
         else:
-            mid, state = known[(m.tenant, m.idempotency_key or "")]
+            mid, state, _ = known[(m.tenant, m.idempotency_key or "")]
             result.append(Inserted(mid, state, duplicate=True))
     if progress is not None:
         await save_progress(conn, progress)
     return result
 
 
+def _same_requests(messages: Sequence[NewMessage],
+                   known: dict[tuple[int, str], tuple[int, State, str | None]]) -> None:
+    """A key's first request is its only one: another under it is refused
+    (rows stored before fingerprints were kept have none and match any)."""
+    first: dict[tuple[int, str], str | None] = {k: v[2] for k, v in known.items()}
+    for m in messages:
+        if not m.idempotency_key:
+            continue
+        key = (m.tenant, m.idempotency_key)
+        stored = first.setdefault(key, m.fingerprint)
+        if stored and m.fingerprint and stored != m.fingerprint:
+            raise KeyReused(m.tenant, m.idempotency_key)
+
+
 def _fresh(messages: Sequence[NewMessage],
-           known: dict[tuple[int, str], tuple[int, State]]) -> list[int]:
+           known: dict[tuple[int, str], tuple[int, State, str | None]]) -> list[int]:
     """Positions to insert: new keys, each key once (the first wins)."""
     seen: set[tuple[int, str]] = set()
     fresh = []
@@ -217,16 +233,16 @@ def _fresh(messages: Sequence[NewMessage],
 
 
 async def _known_keys(conn: asyncpg.Connection, messages: Sequence[NewMessage]
-                      ) -> dict[tuple[int, str], tuple[int, State]]:
+                      ) -> dict[tuple[int, str], tuple[int, State, str | None]]:
     keyed = [(m.tenant, m.idempotency_key) for m in messages if m.idempotency_key]
     if not keyed:
         return {}
     found = await conn.fetch(
-        "SELECT s.tenant, s.idempotency_key, s.id, s.state FROM sms_spool s "
-        "JOIN unnest($1::bigint[], $2::text[]) AS k(tenant, key) "
+        "SELECT s.tenant, s.idempotency_key, s.id, s.state, s.request_fingerprint "
+        "FROM sms_spool s JOIN unnest($1::bigint[], $2::text[]) AS k(tenant, key) "
         "ON s.tenant = k.tenant AND s.idempotency_key = k.key",
         [t for t, _ in keyed], [k for _, k in keyed])
-    return {(r[0], r[1]): (r[2], State(r[3])) for r in found}
+    return {(r[0], r[1]): (r[2], State(r[3]), r[4]) for r in found}
 
 
 async def _own_lines(conn: asyncpg.Connection, progress: ImportProgress) -> None:

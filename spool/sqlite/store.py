@@ -19,6 +19,7 @@ from spool.base import (
     Failed,
     ImportProgress,
     Inserted,
+    KeyReused,
     ListFilter,
     Message,
     NewMessage,
@@ -86,10 +87,11 @@ class SqliteStore(OperatorActions, AdminMixin, AccessMixin, ConversationsMixin, 
             for m in messages:
                 key = (m.tenant, m.idempotency_key) if m.idempotency_key else None
                 if key is not None and key in known:
+                    _same_request(m, known[key][2])
                     slots.append(Inserted(known[key][0], known[key][1], duplicate=True))
                     continue
                 if key is not None:
-                    known[key] = (-len(fresh) - 1, m.state)  # resolved below
+                    known[key] = (-len(fresh) - 1, m.state, m.fingerprint)  # resolved below
                 slots.append(len(fresh))
                 fresh.append(m)
             ids = insert_rows(conn, fresh, now)
@@ -415,17 +417,25 @@ def _record_batches(outcomes: Sequence[Outcome], now: float,
     return [(sql, params) for sql, params in batches if params]
 
 
+def _same_request(m: NewMessage, stored: str | None) -> None:
+    """A key's first request is its only one: another under it is refused
+    (rows stored before fingerprints were kept have none and match any)."""
+    if stored and m.fingerprint and stored != m.fingerprint:
+        raise KeyReused(m.tenant, m.idempotency_key or "")
+
+
 def _known_keys(conn: sqlite3.Connection, messages: Sequence[NewMessage]
-                ) -> dict[tuple[int, str], tuple[int, State]]:
+                ) -> dict[tuple[int, str], tuple[int, State, str | None]]:
     keyed = [(m.tenant, m.idempotency_key) for m in messages if m.idempotency_key]
-    known: dict[tuple[int, str], tuple[int, State]] = {}
+    known: dict[tuple[int, str], tuple[int, State, str | None]] = {}
     for tenant in {t for t, _ in keyed}:
         keys = [k for t, k in keyed if t == tenant]
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             found = conn.execute(
-                f"SELECT idempotency_key, id, state FROM sms_spool WHERE tenant = ? "
-                f"AND idempotency_key IN ({','.join('?' * len(chunk))})", (tenant, *chunk))
-            for key, mid, state in found:
-                known[(tenant, key)] = (mid, State(state))
+                f"SELECT idempotency_key, id, state, request_fingerprint FROM sms_spool "
+                f"WHERE tenant = ? AND idempotency_key IN ({','.join('?' * len(chunk))})",
+                (tenant, *chunk))
+            for key, mid, state, fingerprint in found:
+                known[(tenant, key)] = (mid, State(state), fingerprint)
     return known
