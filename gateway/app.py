@@ -25,6 +25,7 @@ from drivers.registry import DRIVERS
 from gateway import fdlimit
 from gateway.api import connections
 from gateway.api.http import build_app
+from gateway.attribution import resolve_bindings
 from gateway.auth import Authenticator, OpenNetworks, RateLimiter
 from gateway.campaigns import CampaignBook
 from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
@@ -120,6 +121,9 @@ class App:
                                  sink=recorder.commit, clock=self.clock)
                    for channel, index in self.channels]
         await self._preload_daily_counts(runners)
+        bound = await resolve_bindings(self.store, s.channels)
+        for runner, (_, index) in zip(runners, self.channels, strict=True):
+            runner.tenants = bound.get(index, frozenset())
         router = Router(runners, clock=self.clock)
         dispatcher = Dispatcher(self.store, router, campaigns, recorder, s.dispatcher,
                                 clock=self.clock)
@@ -139,6 +143,8 @@ class App:
         self.events.on_inbound = InboundHandler(
             self.store, campaigns, s.inbound, s.phone.default_region, clock=self.clock,
             kind_of=lambda name: router.runners[name].kind if name in router.runners else "sms",
+            bound_to=lambda name: router.runners[name].tenants if name in router.runners
+            else frozenset(),
             wake=intake.accepted, on_whatsapp=fallbacks.on_inbound)
         self.events.last_inbound = lambda kind, number, channel: self.store.last_inbound_at(
             number, [channel] if channel else

@@ -187,7 +187,7 @@ class Dispatcher:
             if message.id in stopped:
                 self._recorder.put(Blocked(message.id, MARKETING_STOPPED))
                 continue
-            runner = self._router.pick(self._pool(message), message.kind)
+            runner = self._router.pick(self._pool(message), message.kind, message.tenant)
             if runner is None:
                 self._recorder.put(Retry(message.id, None, "no channel available",
                                          self._clock() + NO_CHANNEL_RETRY_S,
@@ -221,7 +221,7 @@ class Dispatcher:
         on a channel that could send them. Meta refuses those anyway (131050);
         the customer's own word counts even where `dncr_check` is off."""
         asked = {m.id: [(m.destination, r.name)
-                        for r in self._router.pool(self._pool(m), m.kind)]
+                        for r in self._router.pool(self._pool(m), m.kind, m.tenant)]
                  for m in batch if m.kind == "whatsapp"
                  and template_category(m.data, _meta(m).get("category")) == "marketing"}
         pairs = [p for candidates in asked.values() for p in candidates]

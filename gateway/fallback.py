@@ -103,7 +103,7 @@ class FallbackWorker:
         fallback? The session message goes back through that channel: the
         customer's 24-hour window is open on that business number only."""
         now = self._clock()
-        item = await self._store.fallback_for(sender, now)
+        item = await self._store.fallback_for(sender, channel, now)
         if item is None or not is_yes(text, data):
             return False
         original = await self._store.get_message(None, item.message_id)

@@ -206,7 +206,8 @@ class FileImporter:
 
     def _unit_cost(self, campaign_id: int) -> float:
         campaign = self._s.campaigns.by_id(campaign_id)
-        pool = self._s.router.pool(campaign.channels if campaign else (), "sms")
+        pool = self._s.router.pool(campaign.channels if campaign else (), "sms",
+                                    campaign.tenant if campaign else None)
         return sum(r.cost for r in pool) / len(pool) if pool else 0.0
 
 

@@ -1,7 +1,9 @@
 """Inbound messages from any channel: normalised, attributed, acted on, stored once.
 
-The tenant and campaign are those of the last message sent to the sender,
-which is what the customer is most likely answering. Then, in order:
+The reply is attributed through the channel it came in on (see
+gateway.attribution): its tenant, and the campaign and agent of the last
+message sent to the sender on that channel, which is what the customer is
+answering. Then, in order:
 an opt-out keyword (STOP, BAJA, ...) puts the sender on the blacklist and
 confirms; a campaign keyword gets its auto-reply; a campaign outside its
 schedule answers with its out-of-time message. Every side effect is
@@ -27,10 +29,11 @@ import structlog
 
 from drivers.base import InboundMessage
 from drivers.whatsapp.preferences import MarketingPreference, preference_of
+from gateway.attribution import Answered, attribute
 from gateway.campaigns import CampaignBook
 from gateway.phone import InvalidNumber, normalize
 from gateway.settings import InboundSettings
-from spool.base import Campaign, InboundRecord, Message, NewMessage, Store
+from spool.base import Campaign, InboundRecord, NewMessage, Store
 
 log = structlog.get_logger("smsgw.inbound")
 
@@ -38,7 +41,6 @@ log = structlog.get_logger("smsgw.inbound")
 # (sender, text, data, the channel it came in on)
 WhatsAppHook = Callable[[str, str, Mapping[str, Any] | None, str], Awaitable[bool]]
 
-OPERATOR_TENANT = 1
 REPLY_PRIORITY = 100  # answers to a customer go before campaign traffic
 
 
@@ -60,10 +62,12 @@ def keyword(text: str) -> str:
 class InboundHandler:
     def __init__(self, store: Store, campaigns: CampaignBook, settings: InboundSettings,
                  region: str, *, kind_of: Callable[[str], str] = lambda _: "sms",
+                 bound_to: Callable[[str], frozenset[int]] = lambda _: frozenset(),
                  wake: Callable[[int], None] = lambda _: None,
                  clock: Callable[[], float] = time.time,
                  on_whatsapp: WhatsAppHook | None = None) -> None:
         self._store = store
+        self._bound_to = bound_to
         self._on_whatsapp = on_whatsapp
         self._campaigns = campaigns
         self._cfg = settings
@@ -86,16 +90,16 @@ class InboundHandler:
             if seen is not None:
                 log.info("inbound.duplicate", id=seen, channel=message.channel)
                 return seen
-        last = await self._store.last_message_to(sender)
+        owner = await attribute(self._store, sender, message.channel,
+                                self._bound_to(message.channel))
+        last = owner.message
         campaign = self._campaigns.by_id(last.campaign) if last else None
         decision = self.decide(message.text, campaign)
-        await self._act(decision, message, sender, last, campaign)
+        await self._act(decision, message, sender, owner, campaign)
         record = InboundRecord(
             channel=message.channel, sender=sender, recipient=message.recipient,
             text=message.text, received_at=message.at, provider_ref=message.provider_ref,
-            # A sender nobody has written to belongs to the operator.
-            tenant=last.tenant if last else OPERATOR_TENANT,
-            campaign=campaign.id if campaign else None,
+            tenant=owner.tenant, campaign=campaign.id if campaign else None,
             reply_to=last.id if last else None, data=message.data or None,
             action=decision.action, agent=last.agent if last else None)
         inbound_id, duplicate = await self._store.store_inbound(record)
@@ -120,14 +124,14 @@ class InboundHandler:
         return Decision(None)
 
     async def _act(self, decision: Decision, message: InboundMessage, sender: str,
-                   last: Message | None, campaign: Campaign | None) -> None:
+                   owner: Answered, campaign: Campaign | None) -> None:
         if decision.action == "opt_out":
             scope = campaign.id if campaign and self._cfg.opt_out_scope == "campaign" else None
             await self._store.blacklist_add([(sender, scope)],
                                             note=f"opt-out by {keyword(message.text)}")
             log.info("inbound.opt_out", sender=sender, campaign=scope)
         if decision.reply:
-            await self._reply(decision, message, sender, last, campaign)
+            await self._reply(decision, message, sender, owner.tenant, campaign)
 
     async def _marketing(self, preference: MarketingPreference) -> None:
         customer = self._e164(preference.customer)
@@ -144,8 +148,7 @@ class InboundHandler:
                  channel=preference.channel, changed=changed)
 
     async def _reply(self, decision: Decision, message: InboundMessage, sender: str,
-                     last: Message | None, campaign: Campaign | None) -> None:
-        tenant = last.tenant if last else OPERATOR_TENANT
+                     tenant: int, campaign: Campaign | None) -> None:
         if campaign is None:
             found = await self._campaigns.by_name(tenant, "default")
             if found is None:

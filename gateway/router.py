@@ -190,6 +190,9 @@ class ChannelRunner:
         self.sent_total = 0
         self.failed_total = 0
         self.freed: Callable[[], None] = lambda: None
+        # The tenants this channel is bound to (`tenants` in its settings,
+        # resolved at start); empty: every tenant's.
+        self.tenants: frozenset[int] = frozenset()
 
     # routing view ----------------------------------------------------------
     @property
@@ -202,6 +205,9 @@ class ChannelRunner:
 
     def up(self) -> bool:
         return self._cfg.enabled and self.channel.health().up
+
+    def serves(self, tenant: int | None) -> bool:
+        return not self.tenants or tenant is None or tenant in self.tenants
 
     def eligible(self, now: float) -> bool:
         return (self.load < self.breaker.room(now, self.capacity) and self.up()
@@ -371,18 +377,22 @@ class Router:
         for runner in runners:
             runner.freed = self.capacity_changed.set
 
-    def pool(self, names: Sequence[str], kind: str) -> list[ChannelRunner]:
+    def pool(self, names: Sequence[str], kind: str,
+             tenant: int | None = None) -> list[ChannelRunner]:
         # A campaign's channel list names its SMS channels; a message of a
         # kind the list does not cover (a WhatsApp escalation) may use every
-        # channel of its kind, as may a campaign with no list.
-        chosen = [r for r in self.runners.values() if r.kind == kind and _named(r.name, names)]
-        return chosen or [r for r in self.runners.values() if r.kind == kind]
+        # channel of its kind, as may a campaign with no list. A channel
+        # bound to other tenants is never in a tenant's pool.
+        mine = [r for r in self.runners.values() if r.kind == kind and r.serves(tenant)]
+        chosen = [r for r in mine if _named(r.name, names)]
+        return chosen or mine
 
-    def pick(self, names: Sequence[str], kind: str) -> ChannelRunner | None:
-        candidates = self.pool(names, kind)
+    def pick(self, names: Sequence[str], kind: str,
+             tenant: int | None = None) -> ChannelRunner | None:
+        candidates = self.pool(names, kind, tenant)
         if not candidates:
             return None
-        key = (kind, *names)
+        key = (kind, str(tenant), *names)
         start = self._turn.get(key, 0)
         now = self._clock()
         for step in range(len(candidates)):

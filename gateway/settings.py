@@ -211,6 +211,10 @@ class ChannelSettings(BaseModel):
     # Default: the driver's own (`default_send_timeout_s`, 180 s for a modem
     # sending several parts), else 60 s.
     send_timeout_s: float | None = Field(None, gt=0)
+    # Tenant names this channel belongs to (checked against the database at
+    # start): only their messages go out on it, and a reply that comes in on
+    # it is theirs. Empty: every tenant's.
+    tenants: tuple[str, ...] = ()
     # A hook whose caller the driver cannot verify (a Dinstar without
     # push_token, an HTTP DLR without dlr_secret) is served only with one of
     # these: callers limited to these CIDRs, or the operator's explicit leave.

@@ -149,7 +149,7 @@ def _why_resting(r: ChannelRunner, now: float) -> str:
 
 
 def _pool(c: Campaign, router: Router) -> list[ChannelRunner]:
-    return router.pool(c.channels, "sms")  # exactly the channels the router would use
+    return router.pool(c.channels, "sms", c.tenant)  # exactly the channels the router would use
 
 
 def channel_view(r: ChannelRunner, monitor: Monitor | None, now: float, live: bool

@@ -8,7 +8,7 @@ or did not happen.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal, Protocol
@@ -551,7 +551,12 @@ class Store(Protocol):
         """Store once per (channel, provider_ref); return (id, was_duplicate)."""
         ...
     async def inbound_by_ref(self, channel: str, provider_ref: str) -> int | None: ...
-    async def last_message_to(self, destination: str) -> Message | None: ...
+    async def last_sent_on(self, destination: str, channel: str,
+                           tenants: Collection[int] = ()) -> Message | None:
+        """The newest message that went out to `destination` over `channel`
+        (of one of `tenants`, if given): what a reply on that channel answers.
+        One index probe (ix_spool_reply)."""
+        ...
     async def list_inbound(self, where: InboundFilter) -> list[InboundRecord]: ...
     async def last_inbound_at(self, sender: str, channels: Sequence[str]) -> float | None: ...
     async def list_conversations(self, where: InboundFilter) -> list[Conversation]: ...
@@ -576,8 +581,11 @@ class Store(Protocol):
         ...
     async def cancel_journey(self, tenant: int, journey_id: int, note: str) -> Journey: ...
     async def fallbacks(self, state: str, limit: int) -> list[Fallback]: ...
-    async def fallback_for(self, destination: str, now: float) -> Fallback | None:
-        """The newest ASKED fallback for `destination` still inside its window."""
+    async def fallback_for(self, destination: str, channel: str,
+                           now: float) -> Fallback | None:
+        """The newest ASKED fallback for `destination` still inside its window
+        whose question went out over `channel`: an answer counts on the
+        business number that asked, never on another tenant's."""
         ...
     async def set_fallback(self, message_id: int, state: str, now: float, *,
                            utility_id: int | None = None, until: float | None = None,

@@ -144,8 +144,10 @@ async def test_inbound_stored_once_from_push_and_poll(make_gateway,
     gw = await make_gateway(channels=[dinstar_channel(sim)])
     await push_to(sim, gw)
     [mid] = await submit(gw, 1)  # to +59898344400, the customer who will answer
-    await settled(gw, [mid], {State.SENT, State.DELIVERED})
-    sim.inject_sms(1, "+59898344400", "Hola, gracias")
+    [sent] = await settled(gw, [mid], {State.SENT, State.DELIVERED})
+    # The customer answers the port (the SIM's number) that wrote to them.
+    port = int(sent.channel.rsplit(":", 1)[1])
+    sim.inject_sms(port, "+59898344400", "Hola, gracias")
 
     async def stored():
         async with gw.session.get(f"{gw.url}/api/v1/inbound", headers=gw.headers()) as r:
@@ -156,8 +158,8 @@ async def test_inbound_stored_once_from_push_and_poll(make_gateway,
     async with gw.session.get(f"{gw.url}/api/v1/inbound", headers=gw.headers()) as r:
         assert (await r.json())["inbound"] == found
     [got] = found
-    assert got["channel"] == "dinstar-a:1" and got["sender"] == "+59898344400"
-    assert got["recipient"] == sim.ports[1].number and got["text"] == "Hola, gracias"
+    assert got["channel"] == sent.channel and got["sender"] == "+59898344400"
+    assert got["recipient"] == sim.ports[port].number and got["text"] == "Hola, gracias"
     assert got["reply_to"] == mid
 
 

@@ -74,7 +74,8 @@ async def test_auto_reply_and_out_of_time_message(gateway: Running) -> None:
             json={"auto_replies": {"info": "Open 9 to 18, Mon-Fri."},
                   "out_of_time_message": "We are closed; we answer tomorrow."}) as r:
         assert r.status == 200, await r.text()
-    await send(gateway, "098344486")
+    # The customer answers what reached them: a reply is matched to a sent message.
+    await state_of(gateway, await send(gateway, "098344486"), State.SENT, State.DELIVERED)
     await customer_writes(gateway, "098344486", "Info please", ref="a-1")
     # Closed all week: a schedule with no window is never open.
     async with gateway.session.patch(
@@ -91,7 +92,8 @@ async def test_auto_reply_and_out_of_time_message(gateway: Running) -> None:
 
 
 async def test_conversations_and_agent_reply(gateway: Running) -> None:
-    await send(gateway, "098344487", agent="ana")
+    await state_of(gateway, await send(gateway, "098344487", agent="ana"),
+                   State.SENT, State.DELIVERED)
     await customer_writes(gateway, "098344487", "Can I change my appointment?", ref="c-1")
     await customer_writes(gateway, "098344487", "Tuesday is better", ref="c-2")
     h = gateway.headers()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 
@@ -29,10 +29,13 @@ class ConversationsMixin:
             "SELECT id FROM inbound WHERE channel = $1 AND provider_ref = $2",
             channel, provider_ref)
 
-    async def last_message_to(self, destination: str) -> Message | None:
+    async def last_sent_on(self, destination: str, channel: str,
+                           tenants: Collection[int] = ()) -> Message | None:
+        only = " AND tenant = ANY($3::bigint[])" if tenants else ""
         row = await self.db.fetchrow(
-            "SELECT * FROM sms_spool WHERE destination = $1 ORDER BY id DESC LIMIT 1",
-            destination)
+            "SELECT * FROM sms_spool WHERE destination = $1 AND channel = $2 "
+            f"AND sent_at IS NOT NULL{only} ORDER BY id DESC LIMIT 1",
+            destination, channel, *([list(tenants)] if tenants else []))
         return None if row is None else rows.message(row)
 
     async def last_inbound_at(self, sender: str, channels: Sequence[str]) -> float | None:

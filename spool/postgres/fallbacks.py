@@ -25,10 +25,12 @@ class FallbacksMixin:
             state, limit)
         return [_fallback(r) for r in found]
 
-    async def fallback_for(self, destination: str, now: float) -> Fallback | None:
+    async def fallback_for(self, destination: str, channel: str,
+                           now: float) -> Fallback | None:
         r = await self.db.fetchrow(
-            "SELECT * FROM wa_fallbacks WHERE state = 'ASKED' AND destination = $1 "
-            "AND until > $2 ORDER BY created_at DESC LIMIT 1", destination, now)
+            "SELECT f.* FROM wa_fallbacks f JOIN sms_spool u ON u.id = f.utility_id "
+            "WHERE f.state = 'ASKED' AND f.destination = $1 AND f.until > $2 "
+            "AND u.channel = $3 ORDER BY f.created_at DESC LIMIT 1", destination, now, channel)
         return None if r is None else _fallback(r)
 
     async def set_fallback(self, message_id: int, state: str, now: float, *,

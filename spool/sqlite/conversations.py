@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from spool import rows
 from spool.base import Conversation, InboundFilter, InboundRecord, Message, NotFound
@@ -38,10 +38,13 @@ class ConversationsMixin:
             (channel, provider_ref))
         return next((r[0] for r in found), None)
 
-    async def last_message_to(self, destination: str) -> Message | None:
+    async def last_sent_on(self, destination: str, channel: str,
+                           tenants: Collection[int] = ()) -> Message | None:
+        only = f" AND tenant IN ({','.join('?' * len(tenants))})" if tenants else ""
         found = await self.db.reader.execute_fetchall(
-            "SELECT * FROM sms_spool WHERE destination = ? ORDER BY id DESC LIMIT 1",
-            (destination,))
+            "SELECT * FROM sms_spool INDEXED BY ix_spool_reply WHERE destination = ? "
+            f"AND channel = ? AND sent_at IS NOT NULL{only} ORDER BY id DESC LIMIT 1",
+            (destination, channel, *tenants))
         return next((rows.message(r) for r in found), None)
 
     async def last_inbound_at(self, sender: str, channels: Sequence[str]) -> float | None:

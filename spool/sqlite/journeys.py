@@ -149,10 +149,12 @@ class JourneysMixin:
             (state, limit))
         return [_fallback(r) for r in found]
 
-    async def fallback_for(self, destination: str, now: float) -> Fallback | None:
+    async def fallback_for(self, destination: str, channel: str,
+                           now: float) -> Fallback | None:
         found = await self.db.reader.execute_fetchall(
-            "SELECT * FROM wa_fallbacks WHERE state = 'ASKED' AND destination = ? "
-            "AND until > ? ORDER BY created_at DESC LIMIT 1", (destination, now))
+            "SELECT f.* FROM wa_fallbacks f JOIN sms_spool u ON u.id = f.utility_id "
+            "WHERE f.state = 'ASKED' AND f.destination = ? AND f.until > ? AND u.channel = ? "
+            "ORDER BY f.created_at DESC LIMIT 1", (destination, now, channel))
         return next((_fallback(r) for r in found), None)
 
     async def set_fallback(self, message_id: int, state: str, now: float, *,
