@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 from collections.abc import Awaitable, Callable
@@ -11,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from drivers import webio
 from gateway.intake import IntakeError, Overloaded
 from gateway.proxies import Client, TrustedProxies
 from gateway.services import Services
@@ -81,6 +81,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except IntakeError as err:
         return problem(err.status, str(err), err.field)
+    except webio.BadBody as err:
+        log.info("http.bad_body", path=request.path, field=err.field, error=str(err))
+        return problem(400, str(err), err.field)
     except RateLimited as err:
         return problem(429, str(err), headers={"Retry-After": str(max(1, math.ceil(
             err.retry_after_s)))})
@@ -107,10 +110,7 @@ async def json_body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw:
         raise IntakeError("request body is empty", field="body")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise IntakeError(f"malformed JSON: {err}", field="body") from None
+    return webio.loads(raw)  # BadBody: a 400, by `errors`
 
 
 async def tenant(request: web.Request) -> Tenant:
@@ -153,6 +153,7 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
         openapi,
         reports,
         stats,
+        tenants,
         uploads,
     )
 
@@ -172,6 +173,7 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
     app.add_routes(stats.routes)
     app.add_routes(reports.routes)
     app.add_routes(uploads.routes)
+    app.add_routes(tenants.routes)
     dashboard.setup(app)
     app.add_routes(links.routes)
     if extra_routes:

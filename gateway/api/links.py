@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 
+import structlog
 from aiohttp import web
 
 from gateway.api import parse, render
 from gateway.api.http import SERVICES, client_address, tenant
 from gateway.intake import IntakeError
+from gateway.links import redirectable
 
+log = structlog.get_logger("smsgw.links")
 routes = web.RouteTableDef()
 
 NOT_FOUND_PAGE = ("<!doctype html><meta charset=utf-8><title>Link not found</title>"
@@ -27,6 +30,11 @@ async def redirect(request: web.Request) -> web.StreamResponse:
     target = await services.links.get(request.match_info["code"])
     if target is None or (target.expires_at is not None and target.expires_at < now):
         services.miss_limiter.miss(ip)
+        return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html")
+    if not redirectable(target.url):
+        # Not a click: the answer could not have been sent (a control
+        # character can't go in Location), and it is no visitor's guess.
+        log.warning("link.unredirectable", code=target.code, journey=target.journey)
         return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html")
     services.clicks.visit(target, request.method, ip, request.headers.get("User-Agent"))
     return web.Response(status=302, headers={

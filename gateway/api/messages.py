@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from drivers.webio import read_form
 from gateway.api import parse, render
 from gateway.api.http import SERVICES, charge, client_address, forwarded, json_body, tenant
 from gateway.intake import IntakeError, Submission
@@ -23,10 +24,7 @@ async def legacy_send(request: web.Request) -> web.Response:
     else:
         tenant_id = DEFAULT_TENANT
         charge(request, tenant_id)
-    try:
-        form = await request.post()
-    except ValueError as err:
-        raise IntakeError(f"malformed form body: {err}", field="body") from None
+    form = await read_form(request)  # BadBody (charset=bogus, not UTF-8): a 400
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     item = parse.submission(fields)
     accepted = await services.intake.submit(tenant_id, [item])

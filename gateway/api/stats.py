@@ -9,11 +9,11 @@ That is how `smsgw status` reads a running daemon.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 
 from aiohttp import web
 
+from drivers.webio import same_secret
 from gateway import stats_view
 from gateway.api.http import ACTING_TENANT, SERVICES, client_address, forwarded, tenant
 from gateway.metrics import CONTENT_TYPE
@@ -25,7 +25,7 @@ routes = web.RouteTableDef()
 def operator_allowed(request: web.Request) -> bool:
     token = request.app[SERVICES].settings.server.metrics_token
     given = request.headers.get("Authorization", "")
-    if token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    if token and same_secret(given, f"Bearer {token}"):
         return True
     # A reverse proxy on this host makes every caller look local: forwarding
     # headers from a proxy not in server.trusted_proxies mean the token is
