@@ -117,6 +117,18 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderStop:
+    """The provider refuses to message `destination` from this channel's
+    sender because the customer unsubscribed there (Twilio 21610): nothing
+    more should go to it through this channel."""
+
+    channel: str
+    destination: str
+    detail: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     up: bool
     last_error: str | None = None
@@ -126,6 +138,7 @@ class Health:
 
 OnDeliveryReport = Callable[[DeliveryReport], Awaitable[None]]
 OnInbound = Callable[[InboundMessage], Awaitable[object]]
+OnSenderStop = Callable[[SenderStop], Awaitable[object]]
 # (channel kind, customer number E.164) -> unix time of their last inbound message
 LastInbound = Callable[[str, str, str | None], Awaitable[float | None]]
 
@@ -138,6 +151,7 @@ class ChannelEvents:
     on_report: OnDeliveryReport | None = None
     on_inbound: OnInbound | None = None
     last_inbound: LastInbound | None = None
+    on_sender_stop: OnSenderStop | None = None
 
     async def last_inbound_at(self, kind: str, number: str,
                               channel: str | None = None) -> float | None:
@@ -151,6 +165,10 @@ class ChannelEvents:
     async def report(self, report: DeliveryReport) -> None:
         if self.on_report is not None:
             await self.on_report(report)
+
+    async def sender_stop(self, stop: SenderStop) -> None:
+        if self.on_sender_stop is not None:
+            await self.on_sender_stop(stop)
 
     async def inbound(self, message: InboundMessage) -> object:
         """Hand over an inbound message; returns what the gateway stored (its id)."""

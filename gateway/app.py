@@ -140,6 +140,7 @@ class App:
         fallbacks = FallbackWorker(self.store, campaigns, tick_s=s.journeys.tick_s,
                                    wake=intake.accepted, clock=self.clock)
         self.events.on_report = recorder.report
+        self.events.on_sender_stop = dispatcher.sender_stops.record
         self.events.on_inbound = InboundHandler(
             self.store, campaigns, s.inbound, s.phone.default_region, clock=self.clock,
             kind_of=lambda name: router.runners[name].kind if name in router.runners else "sms",

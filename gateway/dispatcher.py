@@ -34,6 +34,7 @@ from drivers.whatsapp.payload import template_category
 from gateway.campaigns import CampaignBook
 from gateway.recorder import Recorder
 from gateway.router import Router
+from gateway.sender_stops import SENDER_STOPPED, SenderStops
 from gateway.settings import DispatcherSettings
 from spool.base import MARKETING_STOPPED, Blocked, Claimed, Retry, Store, StoreError
 
@@ -62,6 +63,7 @@ class Dispatcher:
         self._claiming = True
         self._outage = StoreOutage("claim", clock=clock)
         self._pacer = Pacer()
+        self.sender_stops = SenderStops(store, router)
         self._lost_claims: set[int] = set()  # tokens of claims that raised
         self.claimed_total = 0
 
@@ -177,6 +179,8 @@ class Dispatcher:
             hits = await self._retrying("blacklist", lambda: self._store.blacklisted(checked)
                                         ) if checked else set()
             stopped = await self._retrying("blacklist", lambda: self._marketing_stopped(batch))
+            narrowed = await self._retrying("blacklist", lambda: self.sender_stops.narrowed(
+                batch, self._pool))
         except StoreError:  # stopping while the store is away: none was offered
             self._give_back(batch, "shutting down")
             return
@@ -187,7 +191,12 @@ class Dispatcher:
             if message.id in stopped:
                 self._recorder.put(Blocked(message.id, MARKETING_STOPPED))
                 continue
-            runner = self._router.pick(self._pool(message), message.kind, message.tenant)
+            left = narrowed.get(message.id)
+            if left == ():
+                self._recorder.put(Blocked(message.id, SENDER_STOPPED))
+                continue
+            runner = self._router.pick(left or self._pool(message), message.kind,
+                                       message.tenant)
             if runner is None:
                 self._recorder.put(Retry(message.id, None, "no channel available",
                                          self._clock() + NO_CHANNEL_RETRY_S,

@@ -336,6 +336,16 @@ def marketing_scope(channel: str) -> str:
     return MARKETING_SCOPE_PREFIX + channel
 
 
+# A number the provider refuses to message from one sender because the
+# customer unsubscribed there (Twilio 21610: they answered STOP to that
+# number or Messaging Service): nothing more goes to it through that channel.
+SENDER_SCOPE_PREFIX = "sender_stop:"
+
+
+def sender_scope(channel: str) -> str:
+    return SENDER_SCOPE_PREFIX + channel
+
+
 Outcome = Sent | Retry | Failed | Blocked
 
 
@@ -636,6 +646,15 @@ class Store(Protocol):
     async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]
                                 ) -> set[tuple[str, str]]:
         """Which (destination, WhatsApp channel) pairs the customer stopped."""
+        ...
+    # Per-sender stops (`sender_scope(channel)`), written by the provider's word.
+    async def stop_sender(self, destination: str, channel: str, at: float,
+                          note: str) -> bool:
+        """True when the number was not stopped on that channel yet."""
+        ...
+    async def senders_stopped(self, pairs: Sequence[tuple[str, str]]
+                              ) -> set[tuple[str, str]]:
+        """Which (destination, channel) pairs the provider said are unsubscribed."""
         ...
 
     # spool-folder imports

@@ -19,7 +19,7 @@ from drivers.simulators.twilio import TwilioSimulator
 from drivers.twilio import callbacks, signature
 from gateway.settings import ConfigError, settings_from_dict
 from spool.base import State
-from tests.conftest import Running, config
+from tests.conftest import Running, config, loopback_channel
 
 SID = "AC" + "1" * 32
 TOKEN = "twilio-test-token"
@@ -239,3 +239,102 @@ async def test_stop_by_sms_blocks_the_next_message(make_gateway, sim) -> None:
     await gw.wait_for(listed)
     nxt = await gw.submit_one(text="otra promo")
     assert (await gw.store.get_message(None, nxt)).state == State.BLOCKED
+
+
+# signing with a SharedKey (Webhook Settings) ---------------------------------
+
+SHARED_ID = "webhooks_sharedkey_01jx6t3h0000000000000000aa"
+SHARED_SECRET = "shared-key-secret"
+
+
+def test_shared_key_signature_agrees_with_twilio_python() -> None:
+    header = f"key={SHARED_ID},algorithm=HMAC_SHA256"
+    assert signature.key_id_of(header) == SHARED_ID
+    assert signature.key_id_of(None) is None
+    signed = signature.compute(SHARED_SECRET, STATUS_URL, VECTOR, signature.algorithm_of(header))
+    reference = RequestValidator(SHARED_SECRET)
+    assert reference.validate(STATUS_URL, dict(VECTOR), signed, "HMAC_SHA256")
+    assert not RequestValidator(TOKEN).validate(STATUS_URL, dict(VECTOR), signed, "HMAC_SHA256")
+
+
+async def test_callbacks_signed_with_a_shared_key_are_accepted(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim, webhook_signing_key=SHARED_SECRET)
+    sim.use_shared_key(SHARED_ID, SHARED_SECRET)
+    mid = await gw.submit_one()
+    await gw.reaches(mid, {State.DELIVERED})
+    assert [d.status for d in sim.caller.deliveries] == [200, 200]
+    sid = (await gw.store.get_message(None, mid)).provider_ref
+    params = [("MessageSid", sid), ("MessageStatus", "delivered"), ("To", "+59898344484")]
+    local = f"{gw.url}/hooks/twilio/status"
+    header = {signature.SETTINGS_HEADER: f"key={SHARED_ID},algorithm=HMAC_SHA256"}
+    # The settings header says "shared key": the auth token does not sign it.
+    by_token = RequestValidator(TOKEN).compute_signature(STATUS_URL, dict(params), "HMAC_SHA256")
+    async with gw.session.post(local, data=params,
+                               headers={**header, signature.HEADER: by_token}) as r:
+        assert r.status == 403
+    # Plain callbacks (no settings header) are still signed with the auth token.
+    sim.shared_key = None
+    await gw.reaches(await gw.submit_one("098344485"), {State.DELIVERED})
+
+
+async def test_rotation_takes_the_secret_named_by_the_key_id(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim, webhook_signing_keys={
+        "webhooks_sharedkey_old": "old-secret", "webhooks_sharedkey_new": "new-secret"})
+    for key_id, secret, dest in (("webhooks_sharedkey_old", "old-secret", "098344486"),
+                                 ("webhooks_sharedkey_new", "new-secret", "098344487")):
+        sim.use_shared_key(key_id, secret, "HMAC_SHA1")
+        await gw.reaches(await gw.submit_one(dest), {State.DELIVERED})
+    sim.use_shared_key("webhooks_sharedkey_new", "old-secret")  # the wrong one for that id
+    mid = await gw.submit_one("098344488")
+    await gw.wait_for(lambda: _settled(sim, 2 * 3))
+    assert sim.caller.deliveries[-1].status == 403
+    assert (await gw.store.get_message(None, mid)).state == State.SENT
+
+
+async def test_shared_key_callbacks_are_refused_without_the_option(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim)
+    sim.use_shared_key(SHARED_ID, TOKEN)  # even a key whose secret is the token
+    mid = await gw.submit_one()
+    await gw.wait_for(lambda: _settled(sim, 2))
+    assert [d.status for d in sim.caller.deliveries] == [403, 403]
+    assert (await gw.store.get_message(None, mid)).state == State.SENT
+
+
+async def _settled(sim: TwilioSimulator, callbacks_made: int) -> bool:
+    return len(sim.caller.deliveries) >= callbacks_made
+
+
+# 21610: the recipient unsubscribed from our sender ---------------------------------
+
+async def test_unsubscribed_recipient_fails_once_then_is_blocked(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim)
+    sim.unsubscribed.add("+59898344484")
+    m = await gw.reaches(await gw.submit_one(), {State.FAILED})
+    assert m.attempts == 1 and "21610" in m.error and "unsubscribed" in m.error
+    assert await gw.store.senders_stopped([("+59898344484", "twilio")]) == {
+        ("+59898344484", "twilio")}
+    later = await gw.reaches(await gw.submit_one(text="otra"), {State.BLOCKED})
+    assert "unsubscribed" in later.error
+    assert len(sim.received) == 1  # the queue stopped asking Twilio
+    # Other numbers go on, and the number is not on the global list.
+    await gw.reaches(await gw.submit_one("098344499"), {State.DELIVERED})
+    assert not await gw.store.blacklisted([("+59898344484", 1)])
+
+
+async def test_unsubscribed_on_one_sender_goes_through_another(make_gateway, sim) -> None:
+    gw = await make_gateway(channels=[twilio_channel(sim), loopback_channel("modem")],
+                            dispatcher={"max_attempts": 5})
+    sim.caller.route(PUBLIC, gw.url)
+    await gw.store.stop_sender("+59898344484", "twilio", 0.0, note="21610")
+    done = [await gw.reaches(await gw.submit_one(text=f"m{i}"), {State.SENT, State.DELIVERED})
+            for i in range(4)]
+    assert {m.channel for m in done} == {"modem"} and not sim.received
+
+
+async def test_unsubscribed_in_a_status_callback_is_the_same_stop(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim, messaging_service_sid="MG" + "3" * 32)
+    sim.outcome("+59898344484", "failed", "21610")
+    m = await gw.reaches(await gw.submit_one(), {State.FAILED})
+    assert "21610" in m.error
+    later = await gw.reaches(await gw.submit_one(text="otra"), {State.BLOCKED})
+    assert "unsubscribed" in later.error

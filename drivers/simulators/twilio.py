@@ -5,11 +5,15 @@ loopback that speaks the documented wire format.
   Basic; 201 with the message resource (`queued`, or `accepted` with a
   Messaging Service); documented error bodies `{code, message, more_info,
   status}` for a missing To/From/Body (21604/21603/21602), an invalid To
-  (21211), a body over 1,600 characters (21617), bad credentials (20003).
+  (21211), a body over 1,600 characters (21617), bad credentials (20003), a
+  recipient that texted STOP to the sender (21610, `unsubscribed`).
 - Status callbacks to the message's `StatusCallback` (`sent`, then the
   outcome set per destination: `delivered`, or `undelivered`/`failed` with
   an ErrorCode), incoming messages to `inbound_url`; all signed with
-  `X-Twilio-Signature` over the URL it calls.
+  `X-Twilio-Signature` over the URL it calls: with the auth token and
+  HMAC-SHA1, or, once `use_shared_key` is called (a Webhook Setting with a
+  SharedKey), with that key's secret and algorithm, saying so in
+  `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=<alg>`.
 - Scripted faults: 500s, 429 with Retry-After, hangs, specific error codes.
 
 Swapping it for the real service changes only `base_url` and credentials.
@@ -71,6 +75,8 @@ class TwilioSimulator(SimulatorServer):
         self.received: list[Received] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.outcomes: dict[str, tuple[str, str | None]] = {}
+        self.unsubscribed: set[str] = set()  # numbers that texted STOP to our senders
+        self.shared_key: tuple[str, str, str] | None = None  # (id, secret, algorithm)
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
         app.add_routes(control_routes(self))
@@ -80,6 +86,10 @@ class TwilioSimulator(SimulatorServer):
     def outcome(self, to: str, status: str = "delivered", error_code: str | None = None) -> None:
         """The final status callback for messages to `to`."""
         self.outcomes[to] = (status, error_code)
+
+    def use_shared_key(self, key_id: str, secret: str, algorithm: str = "HMAC_SHA256") -> None:
+        """Sign callbacks as a Webhook Setting with this SharedKey would."""
+        self.shared_key = (key_id, secret, algorithm)
 
     def fail(self, times: int = 1, status: int = 500) -> None:
         self.faults.add(Fault(status, _error_body(20500, "Internal Server Error", status)), times)
@@ -107,7 +117,9 @@ class TwilioSimulator(SimulatorServer):
         if request.match_info["sid"] != self.account_sid:
             return _error(20404, "The requested resource was not found", 404)
         fields = dict(form)
-        problem = _invalid(fields)
+        problem = _invalid(fields) or (
+            (21610, "Attempt to send to unsubscribed recipient", 400)
+            if fields.get("To") in self.unsubscribed else None)
         if problem:
             return _error(*problem)
         resource = self._resource(fields)
@@ -143,8 +155,13 @@ class TwilioSimulator(SimulatorServer):
         await self.status(sid, final, code)
 
     # callbacks ------------------------------------------------------------
-    def sign(self, url: str, params: list[tuple[str, str]]) -> str:
-        return signature.compute(self.auth_token, url, params)
+    def sign(self, url: str, params: list[tuple[str, str]]) -> dict[str, str]:
+        """The signature headers of a callback to `url`."""
+        if self.shared_key is None:
+            return {signature.HEADER: signature.compute(self.auth_token, url, params)}
+        key_id, secret, algorithm = self.shared_key
+        return {signature.HEADER: signature.compute(secret, url, params, algorithm),
+                signature.SETTINGS_HEADER: f"key={key_id},algorithm={algorithm}"}
 
     async def status(self, sid: str, status: str, error_code: str | None = None) -> Delivery:
         """POST one status callback for message `sid`, signed."""
@@ -175,8 +192,7 @@ class TwilioSimulator(SimulatorServer):
         return await self._call(target, params)
 
     async def _call(self, url: str, params: list[tuple[str, str]]) -> Delivery:
-        headers = {signature.HEADER: self.sign(url, params)}
-        return await self.caller.post(url, data=params, headers=headers)
+        return await self.caller.post(url, data=params, headers=self.sign(url, params))
 
 
 def _invalid(fields: dict[str, str]) -> tuple[int, str, int] | None:

@@ -20,6 +20,7 @@ from drivers.base import (
     ChannelEvents,
     ChannelKind,
     OutgoingMessage,
+    SenderStop,
     SendReceipt,
 )
 from drivers.http.common import HttpChannelBase, basic_auth, fetch, public_hook_url
@@ -35,6 +36,13 @@ class TwilioOptions(BaseModel):
     account_sid: str = Field(min_length=2)
     # Signs webhooks; also the password unless an API key is configured.
     auth_token: str = Field(min_length=1)
+    # The secret of the SharedKey a Webhook Setting signs with instead of
+    # the auth token: used for callbacks that carry
+    # X-Twilio-Webhooks-Signature-Settings. `webhook_signing_keys` maps
+    # SharedKey ids to secrets while a Rule splits traffic between two
+    # Settings (rotation); an id it does not list uses `webhook_signing_key`.
+    webhook_signing_key: str | None = Field(None, min_length=1)
+    webhook_signing_keys: dict[str, str] = {}
     api_key_sid: str | None = None
     api_key_secret: str | None = None
     from_number: str | None = None
@@ -58,6 +66,8 @@ class TwilioOptions(BaseModel):
 class TwilioChannel(HttpChannelBase):
     kind: ChannelKind = "sms"
     hook_auth_missing: str | None = None  # every callback's signature is checked
+    # Says so when a number unsubscribed from our sender (21610): see gateway/sender_stops.
+    reports_sender_stops = True
 
     def __init__(self, name: str, options: TwilioOptions, events: ChannelEvents) -> None:
         self._init_http(name)
@@ -82,6 +92,9 @@ class TwilioChannel(HttpChannelBase):
             got = api.receipt(answer)
         except ChannelError as err:
             self._last_error = str(err)
+            if err.code == api.UNSUBSCRIBED:
+                await self._events.sender_stop(SenderStop(self.name, message.destination,
+                                                          str(err)))
             raise
         self._last_error = None
         return got
@@ -110,9 +123,24 @@ class TwilioChannel(HttpChannelBase):
         # Twilio signs the query exactly as configured, percent-escapes included.
         if request.rel_url.raw_query_string:
             url += "?" + request.rel_url.raw_query_string
-        algorithm = signature.algorithm_of(request.headers.get(signature.SETTINGS_HEADER))
-        return signature.valid(self._opt.auth_token, url, pairs,
-                               request.headers.get(signature.HEADER), algorithm)
+        settings = request.headers.get(signature.SETTINGS_HEADER)
+        secret = self._signing_secret(settings)
+        if secret is None:
+            return False
+        return signature.valid(secret, url, pairs, request.headers.get(signature.HEADER),
+                               signature.algorithm_of(settings))
+
+    def _signing_secret(self, settings: str | None) -> str | None:
+        """The auth token, or the SharedKey's secret when Twilio says it signed with one."""
+        if settings is None:
+            return self._opt.auth_token
+        key_id = signature.key_id_of(settings)
+        secret = self._opt.webhook_signing_keys.get(key_id or "") or self._opt.webhook_signing_key
+        if secret is None:
+            # Never the auth token here: a Setting signs with its SharedKey only.
+            log.warning("twilio.signing_key_missing", channel=self.name, key=key_id,
+                        fix="set webhook_signing_key (or webhook_signing_keys) on the channel")
+        return secret
 
     async def _status(self, fields: dict[str, str]) -> web.Response:
         try:
@@ -120,6 +148,10 @@ class TwilioChannel(HttpChannelBase):
         except callbacks.Ignored as why:
             log.info("twilio.status_ignored", channel=self.name, reason=str(why))
             return web.Response()
+        # A Messaging Service accepts first and says 21610 in the callback.
+        if report.error_code == api.UNSUBSCRIBED and report.destination:
+            await self._events.sender_stop(SenderStop(self.name, report.destination,
+                                                      report.error or api.UNSUBSCRIBED))
         await self._events.report(report)
         return web.Response()
 

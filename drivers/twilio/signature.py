@@ -2,10 +2,16 @@
 
 The documented algorithm (twilio-python `request_validator.py`): take the
 full URL Twilio requested, append `name + value` for every POST parameter
-with names sorted and each name's values sorted, HMAC it with the auth
-token (SHA-1 unless `X-Twilio-Webhooks-Signature-Settings` names another),
-base64. Twilio is inconsistent about default ports, so the URL is checked
-with and without `:443`/`:80`.
+with names sorted and each name's values sorted, HMAC it, base64. Twilio is
+inconsistent about default ports, so the URL is checked with and without
+`:443`/`:80`.
+
+The key: the account's auth token with HMAC-SHA1, unless a Webhook Rule
+applies a Setting that signs with a SharedKey. Then Twilio adds
+`X-Twilio-Webhooks-Signature-Settings: key=<SharedKey id>,algorithm=<alg>`
+and signs with that SharedKey's secret and that algorithm (HMAC_SHA1 or
+HMAC_SHA256); the signed string is the same. A Rule may split traffic
+between two Settings (key rotation), so the header's key id says which.
 """
 
 from __future__ import annotations
@@ -34,13 +40,22 @@ def compute(token: str, url: str, params: Iterable[tuple[str, str]],
     return base64.b64encode(mac.digest()).decode()
 
 
-def algorithm_of(settings_header: str | None) -> str:
-    """`key=...,algorithm=HMAC_SHA256` -> HMAC_SHA256; absent -> the legacy HMAC_SHA1."""
+def _setting(settings_header: str | None, wanted: str) -> str | None:
     for part in (settings_header or "").split(","):
         name, sep, value = part.partition("=")
-        if sep and name.strip() == "algorithm" and value.strip():
-            return value.strip().upper()
-    return "HMAC_SHA1"
+        if sep and name.strip() == wanted and value.strip():
+            return value.strip()
+    return None
+
+
+def algorithm_of(settings_header: str | None) -> str:
+    """`key=...,algorithm=HMAC_SHA256` -> HMAC_SHA256; absent -> the legacy HMAC_SHA1."""
+    return (_setting(settings_header, "algorithm") or "HMAC_SHA1").upper()
+
+
+def key_id_of(settings_header: str | None) -> str | None:
+    """`key=webhooks_sharedkey_...,algorithm=...` -> the SharedKey's id."""
+    return _setting(settings_header, "key")
 
 
 def valid(token: str, url: str, params: Iterable[tuple[str, str]], signature: str | None,

@@ -18,6 +18,7 @@ from spool.base import (
     StoreError,
     Tenant,
     marketing_scope,
+    sender_scope,
 )
 from spool.postgres.db import PgDb
 
@@ -145,12 +146,30 @@ class AdminMixin:
 
     async def stop_marketing(self, destination: str, channel: str, at: float,
                              note: str) -> bool:
+        return await self._stop(destination, marketing_scope(channel), at, note)
+
+    async def stop_sender(self, destination: str, channel: str, at: float,
+                          note: str) -> bool:
+        return await self._stop(destination, sender_scope(channel), at, note)
+
+    async def senders_stopped(self, pairs: Sequence[tuple[str, str]]
+                              ) -> set[tuple[str, str]]:
+        if not pairs:
+            return set()
+        found = await self.db.fetch(
+            "SELECT destination, scope FROM blacklist WHERE destination = ANY($1::text[]) "
+            "AND campaign = 0 AND scope = ANY($2::text[])",
+            sorted({d for d, _ in pairs}), sorted({sender_scope(ch) for _, ch in pairs}))
+        stopped = {(r[0], r[1]) for r in found}
+        return {(d, ch) for d, ch in pairs if (d, sender_scope(ch)) in stopped}
+
+    async def _stop(self, destination: str, scope: str, at: float, note: str) -> bool:
         # xmax is 0 on a row this statement inserted, not on one it updated.
         return bool(await self.db.fetchval(
             "INSERT INTO blacklist (destination, campaign, scope, note, created_at) "
             "VALUES ($1, 0, $2, $3, $4) ON CONFLICT (destination, campaign, scope) DO UPDATE "
             "SET created_at = greatest(blacklist.created_at, excluded.created_at) "
-            "RETURNING xmax = 0", destination, marketing_scope(channel), note, at))
+            "RETURNING xmax = 0", destination, scope, note, at))
 
     async def resume_marketing(self, destination: str, channel: str, at: float) -> bool:
         found = await self.db.fetch(

@@ -16,6 +16,7 @@ from spool.base import (
     State,
     Tenant,
     marketing_scope,
+    sender_scope,
 )
 from spool.sqlite.db import SqliteDb
 
@@ -159,7 +160,19 @@ class AdminMixin:
 
     async def stop_marketing(self, destination: str, channel: str, at: float,
                              note: str) -> bool:
-        key = (destination, marketing_scope(channel))
+        return await self._stop(destination, marketing_scope(channel), at, note)
+
+    async def stop_sender(self, destination: str, channel: str, at: float,
+                          note: str) -> bool:
+        return await self._stop(destination, sender_scope(channel), at, note)
+
+    async def senders_stopped(self, pairs: Sequence[tuple[str, str]]
+                              ) -> set[tuple[str, str]]:
+        stopped = {(d, scope) for d, _, scope in await self._entries({d for d, _ in pairs})}
+        return {(d, ch) for d, ch in pairs if (d, sender_scope(ch)) in stopped}
+
+    async def _stop(self, destination: str, scope: str, at: float, note: str) -> bool:
+        key = (destination, scope)
         async with self.db.transaction() as db:
             known = await db.execute_fetchall(
                 "SELECT 1 FROM blacklist WHERE destination = ? AND campaign = 0 AND scope = ?",
