@@ -3,29 +3,30 @@
 Rows are committed in batches together with the import's progress (the
 last line committed), so a restart resumes a file where it stopped:
 nothing lost, nothing twice. Every row ends up imported (state 1),
-blocked (3), invalid (7, stored with its reason), or rejected in the
-error report (a row that is not a message at all: bad columns, unknown
-campaign), with its line number.
+blocked (3), invalid (7, stored with its reason), or rejected (a row
+that is not a message at all: bad columns, unknown campaign); the error
+report lists every row but the imported ones, by line number.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import structlog
 
 from gateway import fdlimit
 from gateway.services import Services
+from spool import safefiles
 from spool.base import Campaign, Conflict, ImportProgress, NewMessage, State
 from spool.csvfile import CsvRow, CsvRowError, read_message_rows
+from spool.error_report import REJECTED, ErrorReport
 from spool.folder import SpoolFolder
 
 log = structlog.get_logger("smsgw.import")
@@ -72,7 +73,10 @@ class FileImporter:
         self._default = services.settings.intake.default_campaign
 
     async def run(self, path: Path, key: str, *, errors_to: Path | None, dry_run: bool = False,
-                  progress: Progress | None = None) -> ImportSummary:
+                  progress: Progress | None = None, follow_links: bool = True
+                  ) -> ImportSummary:
+        """Import `path`; the spool folder passes `follow_links=False`, since
+        anyone may have put a link there where the file was."""
         done = None if dry_run else await self._s.store.import_progress(key)
         summary = ImportSummary(file=path.name)
         start = 0
@@ -82,9 +86,10 @@ class FileImporter:
                 done.imported, done.blocked, done.invalid)
             if done.done:
                 return summary
-        errors = _ErrorReport(errors_to, start) if errors_to and not dry_run else None
+        errors = ErrorReport(errors_to, start) if errors_to and not dry_run else None
+        opened = open(path, "rb") if follow_links else safefiles.open_binary(path)  # noqa: SIM115
         try:
-            with _short_gil_turns(), open(path, "rb") as fh:
+            with _short_gil_turns(), opened as fh:
                 await self._rows(fh, key, start, summary, errors, dry_run, progress)
         finally:
             if errors is not None:
@@ -94,8 +99,9 @@ class FileImporter:
         return summary
 
     async def _rows(self, fh: BinaryIO, key: str, start: int, summary: ImportSummary,
-                    errors: _ErrorReport | None, dry_run: bool, progress: Progress | None) -> None:
+                    errors: ErrorReport | None, dry_run: bool, progress: Progress | None) -> None:
         batch: list[NewMessage] = []
+        sources: list[CsvRow] = []  # batch[i] was read from sources[i]
         campaigns: dict[str, Campaign | None] = {}  # looked up once per name and batch
         last_line = start
         # The next batch is parsed while the previous one is written (SQLite
@@ -115,18 +121,19 @@ class FileImporter:
                     self._reject(row, summary, errors)
                 else:
                     batch.append(row)
+                    sources.append(cast(CsvRow, item))  # only a CsvRow makes a message
                 if len(batch) >= self._batch_rows:
-                    writing = await self._hand_off(batch, key, last_line, summary, errors,
-                                                   dry_run, writing)
-                    batch = []
+                    writing = await self._hand_off(batch, sources, key, last_line, summary,
+                                                   errors, dry_run, writing)
+                    batch, sources = [], []
                     campaigns.clear()
                     if progress is not None:
                         progress(fh.tell())
                 elif seen % _YIELD_ROWS == 0:
                     # Let the daemon (and the write in flight) breathe during a big file.
                     await asyncio.sleep(0)
-            writing = await self._hand_off(batch, key, last_line, summary, errors, dry_run,
-                                           writing)
+            writing = await self._hand_off(batch, sources, key, last_line, summary, errors,
+                                           dry_run, writing)
             if writing is not None:
                 await writing
         finally:
@@ -139,23 +146,22 @@ class FileImporter:
     def _classify(self, item: CsvRow, name: str, campaign: Campaign | None
                   ) -> NewMessage | CsvRowError:
         if campaign is None:
-            raw = ";".join([item.campaign, item.destination, item.message,
-                            "" if item.priority is None else str(item.priority)])
-            return CsvRowError(item.line, raw, f"unknown campaign {name!r}")
+            return CsvRowError(item.line, _raw(item), f"unknown campaign {name!r}")
         return self._s.intake.classify_fields(self._tenant, campaign, item.destination,
                                               item.message, item.priority)
 
     @staticmethod
-    def _reject(error: CsvRowError, summary: ImportSummary, errors: _ErrorReport | None) -> None:
+    def _reject(error: CsvRowError, summary: ImportSummary, errors: ErrorReport | None) -> None:
         summary.rejected += 1
         if len(summary.errors) < 20:
             summary.errors.append(error)
         if errors is not None:
-            errors.add(error)
+            errors.add(error.line, REJECTED, error.reason, error.raw)
 
-    async def _hand_off(self, batch: list[NewMessage], key: str, line: int,
-                        summary: ImportSummary, errors: _ErrorReport | None, dry_run: bool,
-                        previous: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
+    async def _hand_off(self, batch: list[NewMessage], sources: list[CsvRow], key: str,
+                        line: int, summary: ImportSummary, errors: ErrorReport | None,
+                        dry_run: bool, previous: asyncio.Task[None] | None
+                        ) -> asyncio.Task[None] | None:
         """Count the batch and start writing it once the previous batch is in.
 
         The blacklist is read here, not in the write task: a task that still
@@ -164,6 +170,10 @@ class FileImporter:
         """
         batch = await self._s.intake.block_listed(batch)
         fresh = self._count(batch, summary)
+        if errors is not None and fresh < len(batch):
+            for row, source in zip(batch, sources, strict=True):
+                if row.state != State.TO_PROCESS:  # stored, but never to be sent
+                    errors.add(source.line, row.state.name, row.error or "", _raw(source))
         if previous is not None:
             await previous
         if dry_run:
@@ -227,35 +237,10 @@ def _short_gil_turns() -> Iterator[None]:
             sys.setswitchinterval(_saved_switch_interval_s)
 
 
-class _ErrorReport:
-    """NAME.errors.csv: line;reason;raw. On resume, lines past the last commit are dropped."""
-
-    def __init__(self, path: Path, resume_after: int) -> None:
-        self.path = path
-        kept: list[list[str]] = []
-        if path.exists() and resume_after:
-            with open(path, newline="", encoding="utf-8") as old:
-                kept = [r for r in csv.reader(old, delimiter=";")
-                        if r and r[0].isdigit() and int(r[0]) <= resume_after]
-        self._fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._out = csv.writer(self._fh, delimiter=";")
-        self._out.writerow(["line", "reason", "raw"])
-        self._out.writerows(kept)
-        self.count = len(kept)
-
-    def add(self, error: CsvRowError) -> None:
-        self._out.writerow([error.line, error.reason, error.raw.rstrip("\r\n")])
-        self.count += 1
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        if self.count == 0:
-            self._fh.close()
-            self.path.unlink(missing_ok=True)
-            return
-        self._fh.close()
+def _raw(item: CsvRow) -> str:
+    """The row as the file had it, near enough for a person to find it."""
+    return ";".join([item.campaign, item.destination, item.message,
+                     "" if item.priority is None else str(item.priority)])
 
 
 class SpoolFolderImporter:
@@ -285,7 +270,8 @@ class SpoolFolderImporter:
     async def _one(self, importer: FileImporter, path: Path, key: str) -> None:
         log.info("import.started", file=path.name, key=key)
         try:
-            summary = await importer.run(path, key, errors_to=self.folder.errors_part(path))
+            summary = await importer.run(path, key, errors_to=self.folder.errors_part(path),
+                                         follow_links=False)
         except Conflict as err:
             # Another daemon watching the same folder owns this file's lines.
             log.info("import.owned_elsewhere", file=path.name, reason=str(err))
@@ -301,4 +287,5 @@ class SpoolFolderImporter:
             return
         usable = summary.imported + summary.blocked + summary.invalid > 0
         moved = self.folder.finish(path, usable=usable)
-        log.info("import.finished", moved_to=str(moved), **summary.as_dict())
+        log.info("import.finished", moved_to=str(moved) if moved else "kept in incoming/",
+                 **summary.as_dict())

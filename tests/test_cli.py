@@ -98,7 +98,9 @@ def test_import_dry_run_then_real(cfg: Path, tmp_path: Path) -> None:
     real = smsgw(cfg, "import", str(csv)).stdout
     assert "imported 2, blocked 1, invalid 1, rejected 1" in real
     errors = (tmp_path / "msgs.errors.csv").read_text().splitlines()
-    assert errors[0] == "line;reason;raw" and errors[1].startswith("6;")
+    assert errors[0] == "line;state;reason;raw"
+    assert [e.split(";")[:2] for e in errors[1:]] == [["3", "BLOCKED"], ["4", "INVALID"],
+                                                      ["6", "REJECTED"]]
     with sqlite3.connect(tmp_path / "spool.db") as db:
         states = sorted(r[0] for r in db.execute("SELECT state FROM sms_spool"))
     assert states == [1, 1, 3, 7]

@@ -50,11 +50,13 @@ async def test_every_row_is_accounted_for(gateway: Running) -> None:
     errors = (gateway.app.settings.spool_folder.path / "processed" / "batch.errors.csv")
     with open(errors, newline="") as fh:
         lines = list(csv.reader(fh, delimiter=";"))
-    assert lines[0] == ["line", "reason", "raw"]
-    rejected = {int(line[0]): line for line in lines[1:]}
-    assert set(rejected) == {6, 7, 8}
-    assert "unknown campaign" in rejected[6][1]
-    assert rejected[8][2] == "default;098344488;bad priority;high"
+    assert lines[0] == ["line", "state", "reason", "raw"]
+    listed = {int(line[0]): line for line in lines[1:]}
+    assert set(listed) == {4, 5, 6, 7, 8}  # every row that will not go
+    assert [listed[n][1] for n in (4, 5, 6, 7, 8)] == [
+        "BLOCKED", "INVALID", "REJECTED", "REJECTED", "REJECTED"]
+    assert "unknown campaign" in listed[6][2]
+    assert listed[8][3] == "default;098344488;bad priority;high"
     stored = await gateway.store.list_messages(ListFilter(tenant=1))
     by_text = {m.message: m for m in stored}
     assert set(by_text) == {"hola, qué tal", "quoted; with delimiter", "listed number",

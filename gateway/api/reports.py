@@ -9,7 +9,6 @@ day (of creation) and campaign, with cost.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import time
@@ -26,6 +25,7 @@ from gateway.api.render import iso
 from gateway.intake import IntakeError
 from gateway.stats_view import NOT_PROCESSED, PROCESSED
 from spool.base import ListFilter, Message, State
+from spool.csvsafe import SafeWriter
 
 routes = web.RouteTableDef()
 
@@ -70,7 +70,7 @@ async def messages_csv(request: web.Request) -> web.StreamResponse:
     response.enable_chunked_encoding()
     await response.prepare(request)
     buf = io.StringIO()
-    out = csv.writer(buf, delimiter=";", lineterminator="\r\n")
+    out = SafeWriter(buf, delimiter=";", lineterminator="\r\n")  # no cell is a formula
     out.writerow(COLUMNS)
     async for m in _matching(request, where, until):
         out.writerow(_row(m, names))
@@ -144,7 +144,7 @@ async def daily(request: web.Request) -> web.Response:
 async def daily_csv(request: web.Request) -> web.Response:
     rows, _ = await _daily(request)
     buf = io.StringIO()
-    out = csv.writer(buf, delimiter=";", lineterminator="\r\n")
+    out = SafeWriter(buf, delimiter=";", lineterminator="\r\n")  # campaign names are anyone's
     out.writerow(["date", "campaign", *DAILY_KEYS, "cost"])
     out.writerows([r["date"], r["campaign"], *[r[k] for k in DAILY_KEYS], r["cost"]]
                   for r in rows)

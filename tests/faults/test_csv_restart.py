@@ -2,8 +2,9 @@
 daemon killed (SIGKILL) in the middle of importing it, then started again.
 
 Proves: every good row is imported exactly once (each carries a unique
-marker in its text, counted in the spool with plain SQL), every bad row is
-listed in NAME.errors.csv with its line, and the file ends in processed/.
+marker in its text, counted in the spool with plain SQL), every bad row and
+every row stored but never to be sent (blocked, invalid) is listed once in
+NAME.errors.csv with its line and state, and the file ends in processed/.
 Prints the import rate. The campaign is stopped so that the daemon spends
 the run importing, not sending. Bounded: about a minute.
 """
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.timeout(180)
 FILE_BYTES = 100 * 1024 * 1024  # the issue's size
 ROW_TEXT = "Estimado cliente, su pedido fue despachado y llega mañana entre 9 y 18 h."
 BAD_EVERY = 10  # one row in ten is bad
+UNSENDABLE_EVERY = 20  # and one in twenty is stored, but blocked or invalid
+BLOCKED_NUMBER = "+59899199999"
 MARKER = re.compile(r"^m(\d{8}) ")
 
 
@@ -40,9 +43,18 @@ def bad_row(n: int) -> str:
     return f"nosuch;+598990{n % 100000:05d};m{n:08d} {ROW_TEXT};\n"  # unknown campaign
 
 
-def write_csv(path: Path) -> tuple[int, set[int]]:
-    """FILE_BYTES of rows; returns the row count and the lines of the bad ones."""
+def unsendable_row(n: int) -> tuple[str, str]:
+    """A row stored but never sent, and the state the report gives it."""
+    if (n // UNSENDABLE_EVERY) % 2 == 0:
+        return f"default;12;m{n:08d} {ROW_TEXT};\n", "INVALID"
+    return f"default;{BLOCKED_NUMBER};m{n:08d} {ROW_TEXT};\n", "BLOCKED"
+
+
+def write_csv(path: Path) -> tuple[int, set[int], dict[int, str]]:
+    """FILE_BYTES of rows; returns the row count, the lines of the bad ones and
+    the state of each unsendable one by line."""
     bad_lines: set[int] = set()
+    unsendable: dict[int, str] = {}
     size = n = 0
     with open(path, "w", encoding="utf-8", newline="") as fh:
         chunk: list[str] = []
@@ -50,6 +62,8 @@ def write_csv(path: Path) -> tuple[int, set[int]]:
             if n % BAD_EVERY == BAD_EVERY - 1:
                 row = bad_row(n)
                 bad_lines.add(n + 1)
+            elif n % UNSENDABLE_EVERY == 4:
+                row, unsendable[n + 1] = unsendable_row(n)
             else:
                 row = f"default;+598990{n % 100000:05d};m{n:08d} {ROW_TEXT};{n % 3}\n"
             chunk.append(row)
@@ -59,7 +73,7 @@ def write_csv(path: Path) -> tuple[int, set[int]]:
                 fh.write("".join(chunk))
                 chunk.clear()
         fh.write("".join(chunk))
-    return n, bad_lines
+    return n, bad_lines, unsendable
 
 
 def stored_markers(db: Path) -> list[int]:
@@ -89,8 +103,9 @@ def test_big_csv_with_bad_rows_survives_a_kill_mid_import(tmp_path: Path) -> Non
     })
     smsgw(config, "db", "migrate")
     smsgw(config, "campaign", "stop", "default")
+    smsgw(config, "blacklist", "add", BLOCKED_NUMBER)
     made = time.monotonic()
-    rows, bad_lines = write_csv(tmp_path / "big.csv")
+    rows, bad_lines, unsendable = write_csv(tmp_path / "big.csv")
     good = {n for n in range(rows) if n + 1 not in bad_lines}
     print(f"\n{(tmp_path / 'big.csv').stat().st_size / 2**20:.0f} MB, {rows} rows "
           f"({len(bad_lines)} bad) written in {time.monotonic() - made:.1f} s")
@@ -124,7 +139,9 @@ def test_big_csv_with_bad_rows_survives_a_kill_mid_import(tmp_path: Path) -> Non
           f"{finished - restarted:.1f} s after the restart; {len(markers)} rows stored, "
           f"{len(listed)} listed as bad; {rows / total_s:,.0f} rows/s "
           f"({FILE_BYTES / 2**20 / total_s:.1f} MB/s) over the whole run, restart included")
-    assert report[0] == ["line", "reason", "raw"]
+    assert report[0] == ["line", "state", "reason", "raw"]
     assert len(markers) == len(set(markers)), "a good row was imported twice"
     assert set(markers) == good, "every good row imported"
-    assert sorted(listed) == sorted(bad_lines), "every bad row listed once, by its line"
+    assert sorted(listed) == sorted(bad_lines | set(unsendable)), \
+        "every row that will not go listed once, by its line"
+    assert {int(r[0]): r[1] for r in report[1:] if r[1] != "REJECTED"} == unsendable
