@@ -150,6 +150,8 @@ class LoopbackChannel:
     def health(self) -> Health:
         return Health(up=not self._closed, detail={"sent": self.sent})
 
+    # The hook takes only loopback callers (a test's or an operator's own tools).
+    hook_auth_missing: str | None = None
 
     @property
     def hook_name(self) -> str:
