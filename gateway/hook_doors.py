@@ -21,18 +21,13 @@ import structlog
 from aiohttp import web
 
 from drivers.base import Channel, WebhookChannel
-from gateway.api.http import problem
+from gateway.api.http import client_address, forwarded, problem
 from gateway.auth import OpenNetworks
 from gateway.settings import ChannelSettings, ConfigError
 
 log = structlog.get_logger("smsgw.hooks")
 
 _ESCAPES = "allow_unauthenticated_hooks = true or hook_networks is set"
-
-
-def client_address(request: web.Request) -> str | None:
-    """The caller's address as the hooks judge it: the peer of the socket."""
-    return request.remote
 
 
 class NetworkGate:
@@ -45,8 +40,9 @@ class NetworkGate:
         self._networks = OpenNetworks(tuple(networks))
 
     async def handle_hook(self, request: web.Request, subpath: str) -> web.StreamResponse:
-        address = client_address(request)
-        if address not in self._networks:
+        address = client_address(request)  # behind a trusted proxy, the real client
+        # Named through a proxy we do not trust, the caller is unknown.
+        if forwarded(request) or address not in self._networks:
             log.warning("hook.refused_network", hook=self.hook_name, client=address)
             return problem(403, "this hook does not take calls from your address")
         return await self.inner.handle_hook(request, subpath)

@@ -121,6 +121,29 @@ async def test_hook_networks_refuse_other_addresses(make_gateway, sim: DinstarSi
     assert await gw.store.blacklist_list() == [(NUMBER, None)]
 
 
+async def test_hook_networks_judge_the_client_a_proxy_names(make_gateway,
+                                                            sim: DinstarSimulator) -> None:
+    # A reverse proxy on the same host: every caller comes from 127.0.0.1.
+    gw = await make_gateway(channels=[dinstar(sim.url, hook_networks=["10.1.2.3/32"])],
+                            server={"trusted_proxies": ["127.0.0.1/32"]})
+    hook = f"{gw.url}/hooks/dinstar-a"
+    for client, status in (("192.0.2.7", 403), ("10.1.2.3", 200)):
+        async with gw.session.post(hook, json=stop_push(1),
+                                   headers={"X-Forwarded-For": client}) as r:
+            assert r.status == status, client
+    async with gw.session.post(hook, json=stop_push(2)) as r:
+        assert r.status == 403  # the proxy's own host is not the device
+
+
+async def test_an_untrusted_proxy_makes_the_caller_unknown(make_gateway,
+                                                          sim: DinstarSimulator) -> None:
+    gw = await make_gateway(channels=[dinstar(sim.url, hook_networks=["127.0.0.1/32"])])
+    async with gw.session.post(f"{gw.url}/hooks/dinstar-a", json=stop_push(1),
+                               headers={"X-Forwarded-For": "192.0.2.7"}) as r:
+        assert r.status == 403
+    assert await gw.store.blacklist_list() == []
+
+
 async def test_a_network_also_narrows_a_hook_with_a_token(make_gateway,
                                                           sim: DinstarSimulator) -> None:
     gw = await make_gateway(channels=[dinstar(sim.url, push_token="t0k",
