@@ -2,9 +2,13 @@
 
 Users and their hashes live in the config (`[dashboard] users`), so an
 operator manages them like any other secret. A session is a signed cookie
-(HttpOnly, SameSite=Strict) carrying the user, its expiry and a CSRF token;
-the page learns the token from `/dashboard/session` (which a foreign site
-cannot read) and sends it back on every POST, PATCH and DELETE.
+(HttpOnly, SameSite=Strict) carrying the user, its expiry, a CSRF token and
+a random session id; the page learns the CSRF token from `/dashboard/session`
+(which a foreign site cannot read) and sends it back on every POST, PATCH and
+DELETE. The store keeps the hash of every live session id, so logout ends a
+session server-side (a replayed cookie is refused), also across restarts when
+`session_secret` keeps cookies valid; a user no longer in the config has no
+session.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+
+from spool.base import Store
 
 COOKIE = "smsgw_session"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -28,7 +34,8 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # validate: a stray character is an error, not silently skipped.
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -40,23 +47,34 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
 
 def check_hash_format(stored: str) -> str:
     """Raise ValueError unless `stored` is a hash `verify_password` can check."""
+    # Messages name what is wrong, never a piece of the hash: config errors
+    # are printed and logged.
     parts = stored.split("$")
     try:
         if parts[0] == "scrypt" and len(parts) == 6:
-            n, r, p = (int(x) for x in parts[1:4])
+            n, r, p = _ints(parts[1:4], "scrypt N, r and p")
             # Bounded both ways: too weak to protect, or so costly a login exhausts memory.
             if not 2**10 <= n <= 2**20 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
                 raise ValueError("weak or malformed scrypt parameters")
         elif parts[0] == "pbkdf2_sha256" and len(parts) == 4:
-            if int(parts[1]) < _MIN_PBKDF2_ROUNDS:
+            if _ints(parts[1:2], "pbkdf2 rounds")[0] < _MIN_PBKDF2_ROUNDS:
                 raise ValueError(f"pbkdf2 needs at least {_MIN_PBKDF2_ROUNDS} rounds")
         else:
             raise ValueError("expected scrypt$N$r$p$salt$hash or pbkdf2_sha256$rounds$salt$hash "
                              "(make one with `smsgw dashboard hash-password`)")
-        _unb64(parts[-2]), _unb64(parts[-1])
-    except (ValueError, TypeError) as err:
+        try:
+            _unb64(parts[-2]), _unb64(parts[-1])
+        except (ValueError, TypeError):
+            raise ValueError("salt or hash is not base64") from None
+    except ValueError as err:
         raise ValueError(f"unusable password hash: {err}") from None
     return stored
+
+
+def _ints(texts: list[str], what: str) -> list[int]:
+    if not all(t.isascii() and t.isdigit() and len(t) < 10 for t in texts):
+        raise ValueError(f"{what} must be whole numbers")
+    return [int(t) for t in texts]
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -76,6 +94,7 @@ class Session:
     user: str
     expires_at: float
     csrf: str
+    sid: str  # never shown to the page: the cookie is HttpOnly
 
 
 class SessionSigner:
@@ -88,9 +107,10 @@ class SessionSigner:
         self._clock = clock
 
     def issue(self, user: str) -> tuple[str, Session]:
-        session = Session(user, self._clock() + self.ttl_s, secrets.token_urlsafe(24))
+        session = Session(user, self._clock() + self.ttl_s, secrets.token_urlsafe(24),
+                          secrets.token_urlsafe(24))
         body = _b64(json.dumps({"u": session.user, "e": session.expires_at,
-                                "c": session.csrf}).encode())
+                                "c": session.csrf, "s": session.sid}).encode())
         return f"{body}.{self._sign(body)}", session
 
     def verify(self, cookie: str | None) -> Session | None:
@@ -103,7 +123,7 @@ class SessionSigner:
             return None
         try:
             data = json.loads(_unb64(body))
-            session = Session(str(data["u"]), float(data["e"]), str(data["c"]))
+            session = Session(str(data["u"]), float(data["e"]), str(data["c"]), str(data["s"]))
         except (ValueError, KeyError, TypeError):
             return None
         return session if session.expires_at > self._clock() else None
@@ -112,8 +132,49 @@ class SessionSigner:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
 
 
+def _sid_hash(session: Session) -> str:
+    return hashlib.sha256(session.sid.encode()).hexdigest()
+
+
+class Sessions:
+    """Signed cookies that the store must also know: a session can be ended."""
+
+    def __init__(self, signer: SessionSigner, store: Store, users: Collection[str], *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._signer = signer
+        self._store = store
+        self._users = frozenset(users)
+        self._clock = clock
+
+    async def start(self, user: str) -> tuple[str, Session]:
+        cookie, session = self._signer.issue(user)
+        await self._store.start_session(_sid_hash(session), user, session.expires_at)
+        return cookie, session
+
+    async def check(self, cookie: str | None) -> Session | None:
+        """The session, if its signature holds, the store still has it and its
+        user is still configured."""
+        found = self._signer.verify(cookie)
+        if found is None or found.user not in self._users:
+            return None
+        user = await self._store.session_user(_sid_hash(found), self._clock())
+        return found if user == found.user else None
+
+    async def end(self, session: Session) -> None:
+        await self._store.end_sessions(id_hash=_sid_hash(session))
+
+    async def forget_removed_users(self) -> int:
+        """At start: the sessions of users taken out of the config end."""
+        return await self._store.end_sessions(keep_users=sorted(self._users))
+
+
 class LoginThrottle:
-    """Slows password guessing: a source with too many recent failures waits."""
+    """Slows password guessing: a source with too many recent failures waits.
+
+    An attempt is counted when it starts, before the (slow) password check:
+    checking first and counting after let a burst of concurrent guesses all
+    pass the check while none had been counted yet. A success takes its own
+    count back."""
 
     def __init__(self, *, max_failures: int = 10, window_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -122,12 +183,21 @@ class LoginThrottle:
         self._clock = clock
         self._failures: dict[str, list[float]] = {}
 
-    def allowed(self, source: str) -> bool:
-        recent = [t for t in self._failures.get(source, []) if self._clock() - t < self._window]
-        self._failures[source] = recent
-        return len(recent) < self._max
-
-    def failed(self, source: str) -> None:
+    def attempt(self, source: str) -> float | None:
+        """Count an attempt from `source`; None when over the limit, else a
+        token for `succeeded`."""
+        now = self._clock()
+        recent = [t for t in self._failures.get(source, []) if now - t < self._window]
+        if len(recent) >= self._max:
+            self._failures[source] = recent
+            return None
         if len(self._failures) > 10_000:
             self._failures.clear()  # bounded: a flood must not grow memory
-        self._failures.setdefault(source, []).append(self._clock())
+        self._failures[source] = [*recent, now]
+        return now
+
+    def succeeded(self, source: str, token: float) -> None:
+        """The attempt counted at `token` was right: it is not a failure."""
+        recent = self._failures.get(source, [])
+        if token in recent:
+            recent.remove(token)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drivers.registry import DRIVERS
+from gateway.logging import is_secret_key
 
 ENV_PREFIX = "SMSGW_"
 
@@ -260,8 +261,10 @@ def _error_line(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> Con
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
-    elif "input" in first and not isinstance(first["input"], dict | list):
-        msg = f"{msg}, got {first['input']!r}"
+    elif "input" in first and not isinstance(first["input"], dict | list) \
+            and not is_secret_key(str(loc[-1]) if loc else ""):
+        shown = repr(first["input"])  # never a hash, token or password
+        msg = f"{msg}, got {shown[:60]}{'...' if len(shown) > 60 else ''}"
     return ConfigError(_dotted(loc), msg)
 
 
@@ -270,7 +273,7 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         if not name.startswith(ENV_PREFIX) or "__" not in name or name == "SMSGW_CONFIG":
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        parsed: Any = json.loads(value) if value[:1] in "[{" else value
+        parsed = _env_value(value)
         if path[0] == "channels":
             _apply_channel_env(raw, path, parsed, name)
             continue
@@ -280,6 +283,17 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             if not isinstance(node, dict):
                 raise ConfigError(name, "does not name a section")
         node[path[-1]] = parsed
+
+
+def _env_value(value: str) -> Any:
+    """A list or table when the value is JSON for one; else the text itself
+    (a secret may begin with `{`), which the key's type then accepts or names."""
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
 
 
 def _apply_channel_env(raw: dict[str, Any], path: list[str], value: Any, name: str) -> None:

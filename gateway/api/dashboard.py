@@ -22,6 +22,7 @@ from gateway.dashboard_auth import (
     COOKIE,
     LoginThrottle,
     Session,
+    Sessions,
     SessionSigner,
     hash_password,
     verify_password,
@@ -31,7 +32,7 @@ from spool.base import Tenant
 
 routes = web.RouteTableDef()
 STATIC = Path(__file__).resolve().parent.parent / "static"
-SIGNER = web.AppKey("dashboard_signer", SessionSigner)
+SESSIONS = web.AppKey("dashboard_sessions", Sessions)
 THROTTLE = web.AppKey("dashboard_throttle", LoginThrottle)
 SESSION: Any = (web.RequestKey("dashboard_session", Session)  # aiohttp >= 3.14
                 if hasattr(web, "RequestKey") else "smsgw.dashboard_session")
@@ -48,9 +49,12 @@ _PAGE_HEADERS = {
 
 
 def setup(app: web.Application) -> None:
-    cfg = app[SERVICES].settings.dashboard
-    app[SIGNER] = SessionSigner(cfg.session_secret, cfg.session_ttl_s)
+    services = app[SERVICES]
+    cfg = services.settings.dashboard
+    app[SESSIONS] = Sessions(SessionSigner(cfg.session_secret, cfg.session_ttl_s),
+                             services.store, [u.name for u in cfg.users])
     app[THROTTLE] = LoginThrottle()
+    app.on_startup.append(_forget_removed_users)
     if cfg.enabled:
         app.add_routes(routes)
         app.router.add_static("/static/", STATIC, append_version=False)
@@ -60,8 +64,8 @@ def setup(app: web.Application) -> None:
 async def session(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Integrations carry an API key and no cookie: this costs them one lookup.
     if COOKIE in request.cookies and not request.headers.get("X-Api-Key") \
-            and request.path.startswith(("/api/v1/", "/dashboard/")) and SIGNER in request.app:
-        found = request.app[SIGNER].verify(request.cookies.get(COOKIE))
+            and request.path.startswith(("/api/v1/", "/dashboard/")) and SESSIONS in request.app:
+        found = await request.app[SESSIONS].check(request.cookies.get(COOKIE))
         if found is not None:
             if request.method not in _SAFE:
                 _check_csrf(request, found)
@@ -105,24 +109,35 @@ async def login(request: web.Request) -> web.Response:
     # JSON only: a foreign page cannot send it without a CORS preflight we never grant.
     if request.content_type != "application/json" or not _same_origin(request):
         raise web.HTTPForbidden(reason="login must be posted as JSON from this page")
-    source = client_address(request) or "?"
-    if not request.app[THROTTLE].allowed(source):
-        raise web.HTTPTooManyRequests(reason="too many failed logins; wait a few minutes",
-                                      headers={"Retry-After": "300"})
     body = await json_body(request)
     user, password = (body.get("user"), body.get("password")) if isinstance(body, dict) \
         else (None, None)
     if not isinstance(user, str) or not isinstance(password, str):
         raise IntakeError("user and password are required", field="user")
+    source = login_source(request)
+    # Counted before the slow check, in the same loop step as the limit test.
+    attempt = request.app[THROTTLE].attempt(source)
+    if attempt is None:
+        raise web.HTTPTooManyRequests(reason="too many failed logins; wait a few minutes",
+                                      headers={"Retry-After": "300"})
     if not await _verify(request, user, password):
-        request.app[THROTTLE].failed(source)
         raise web.HTTPUnauthorized(reason="wrong user or password")
-    cookie, issued = request.app[SIGNER].issue(user)
+    request.app[THROTTLE].succeeded(source, attempt)
+    cookie, issued = await request.app[SESSIONS].start(user)
     response = web.json_response({"user": user, "csrf": issued.csrf})
     cfg = request.app[SERVICES].settings.dashboard
     response.set_cookie(COOKIE, cookie, max_age=int(cfg.session_ttl_s), path="/",
                         httponly=True, samesite="Strict", secure=cfg.secure_cookie)
     return response
+
+
+def login_source(request: web.Request) -> str:
+    """Whom the login throttle counts: the one place that says so."""
+    return client_address(request) or "?"
+
+
+async def _forget_removed_users(app: web.Application) -> None:
+    await app[SESSIONS].forget_removed_users()
 
 
 async def _verify(request: web.Request, user: str, password: str) -> bool:
@@ -135,6 +150,9 @@ async def _verify(request: web.Request, user: str, password: str) -> bool:
 
 @routes.post("/dashboard/logout")
 async def logout(request: web.Request) -> web.Response:
+    found = request.get(SESSION)
+    if isinstance(found, Session):
+        await request.app[SESSIONS].end(found)  # a copy of the cookie is now refused
     response = web.json_response({"logged_out": True})
     response.del_cookie(COOKIE, path="/")
     return response
