@@ -54,13 +54,23 @@ class Policy:
         return self.track_links or self.sms_attempts > 1 or self.whatsapp is not None
 
 
+# A journey waits at most this long between steps, and a link lives at most
+# this long: beyond it a due time is no date at all (1e308 s, Infinity), and
+# every answer that shows one would fail.
+MAX_DURATION_S = 90 * 86400.0
+
+
 def duration_s(value: Any, field: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    match = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if not match or float(match[1]) <= 0:
+    """Seconds in (0, 90 days]; NaN, Infinity and anything longer are refused."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match[1]) * _UNITS[match[2]]
+    else:
         raise ValueError(f"{field}: expected a duration like '4h', '90m' or '2s'")
-    return float(match[1]) * _UNITS[match[2]]
+    if not 0 < seconds <= MAX_DURATION_S:  # also false for NaN
+        raise ValueError(f"{field}: expected a duration above 0 and at most 90 days")
+    return seconds
 
 
 def parse_policy(obj: Mapping[str, Any], where: str = "smart") -> Policy:
@@ -118,7 +128,12 @@ class Planner:
         return f"{self._base}/r/{code}"
 
     def next_step(self, j: Journey) -> JourneyStep:
-        policy = parse_policy(j.policy)
+        try:
+            policy = parse_policy(j.policy)
+        except ValueError as err:
+            # Stored before durations were bounded (a wait of 1e308 s): end
+            # it rather than fail the scheduler's tick for every journey.
+            return JourneyStep(j.id, j.step, "EXHAUSTED", note=f"invalid policy: {err}")
         if j.state == "ESCALATED" or (j.step >= policy.sms_attempts and not policy.whatsapp):
             return JourneyStep(j.id, j.step, "EXHAUSTED", note="no click after the last step")
         link = self.short_url(j.links[0][0]) if j.links else ""

@@ -38,6 +38,10 @@ EXAMPLES = int(os.environ.get("SMSGW_SCHEMATHESIS_EXAMPLES", "50"))
 #  - 400 for the daily report: at most 92 days between `from` and `to`.
 #  - 400 for the blacklist: each destination must be a number of
 #    phone.default_region (or carry its country code).
+#  - 400 for messages: no text may hold NUL or a lone surrogate (no backend
+#    can store them, and JSON Schema cannot say so of `data`), a duration
+#    string ('2400h') may not pass 90 days, nor a message track more than
+#    10 links.
 # CSV uploads are bytes: whatever schemathesis mutates a body into is still a
 # CSV text, answered row by row in the summary rather than by a status.
 CONFIG = """
@@ -46,6 +50,12 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 
 [[operations]]
 include-path = ["/api/v1/campaigns", "/api/v1/campaigns/{name}"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/api/v1/messages"
+include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "400", "401", "403", "404", "409", "422", "429"]
 

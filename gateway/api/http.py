@@ -144,6 +144,7 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
         admin,
         connections,
         dashboard,
+        finite,
         health,
         hooks,
         hosts,
@@ -164,6 +165,7 @@ def build_app(services: Services, *, extra_routes: list[web.RouteDef] | None = N
     app[SERVICES] = services
     app[PROXIES] = TrustedProxies(server.trusted_proxies, server.forwarded_header)
     app.on_response_prepare.append(hosts.server_header)
+    app.on_response_prepare.append(finite.guard)
     app.add_routes(messages.routes)
     app.add_routes(admin.routes)
     app.add_routes(health.routes)

@@ -51,15 +51,24 @@ async def create_messages(request: web.Request) -> web.Response:
     return web.json_response(payload, status=202)
 
 
+_BATCH_FIELDS = frozenset({"messages"})
+
+
 def _submissions(body: object, max_batch: int) -> tuple[list[Submission], bool]:
     if isinstance(body, dict) and "messages" in body:
+        parse.known_fields(body, _BATCH_FIELDS)
         batch = body["messages"]
         if not isinstance(batch, list) or not batch:
             raise IntakeError("messages must be a non-empty list", field="messages")
         if len(batch) > max_batch:
             raise IntakeError(f"at most {max_batch} messages per request", field="messages")
-        return [parse.submission(b, f"messages[{i}].") for i, b in enumerate(batch)], False
-    return [parse.submission(body)], True
+        return [_submission(b, f"messages[{i}].") for i, b in enumerate(batch)], False
+    return [_submission(body)], True
+
+
+def _submission(body: object, where: str = "") -> Submission:
+    parse.known_fields(body, parse.SUBMISSION_FIELDS, where)
+    return parse.submission(body, where)
 
 
 async def _render(request: web.Request, m: Message) -> dict[str, object]:

@@ -153,12 +153,14 @@ _MESSAGES = {
                     "queue_depth_ahead": {"type": "integer"}}),
                 "description": "a single submission also gets its id, state and state_name "
                                "at the top level"}),
-             **_BODY, **_UNKNOWN_CAMPAIGN},
+             **_BODY, **_UNKNOWN_CAMPAIGN,
+             "409": _resp("An idempotency key already used for a different request; an "
+                          "identical retry gets the original (202, duplicate)", _ERROR)},
             body=as_json({"oneOf": [
                 {**ref("Submission")},
-                record(["messages"], {"messages": {
+                {**record(["messages"], {"messages": {
                     "type": "array", "minItems": 1, "maxItems": 1000,
-                    "items": ref("Submission")}})]})),
+                    "items": ref("Submission")}}), "additionalProperties": False}]})),
         "get": _op("List messages, newest last (keyset pagination with `after`)",
                    {"200": _resp("A page", page("messages", ref("Message"),
                                                  {"type": "integer"})),

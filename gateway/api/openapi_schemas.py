@@ -28,7 +28,7 @@ def nullable(kind: str, **extra: Any) -> Schema:
 
 TEXT200 = nullable("string", maxLength=200)
 DURATION: Schema = {"anyOf": [
-    {"type": "number", "exclusiveMinimum": 0},
+    {"type": "number", "exclusiveMinimum": 0, "maximum": 90 * 86400},
     {"type": "string", "pattern": r"^\s*(0*[1-9]\d*(\.\d+)?|0*\.\d*[1-9]\d*|0+\.\d*[1-9]\d*)"
                                   r"\s*(ms|s|m|h|d)?\s*$"}]}
 # What a policy reads as "not set": null, false, 0, "" or an empty list or object.
@@ -40,7 +40,7 @@ POLICY: Schema = {
     "description": "journey policy: tracked links, reminders, WhatsApp as the last step",
     "properties": {
         "track_links": {"type": "boolean"},
-        "wait": {"description": "'4h', '90m', '2s' or seconds", **DURATION},
+        "wait": {"description": "'4h', '90m', '2s' or seconds; at most 90 days", **DURATION},
         "link_ttl": {"anyOf": [*DURATION["anyOf"], NOTHING]},
         "sms_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
         "retry_templates": {"type": "array", "items": {"type": "string", "minLength": 1}},
@@ -55,7 +55,7 @@ POLICY: Schema = {
     },
 }
 SUBMISSION: Schema = {
-    "type": "object", "required": ["destination"],
+    "type": "object", "required": ["destination"], "additionalProperties": False,
     "properties": {
         "destination": {"description": "any spelling; stored as INVALID (7) when it is no number",
                         "anyOf": [{"type": "string", "minLength": 1, "maxLength": 64},

@@ -47,6 +47,18 @@ def integer(body: Mapping[str, Any], name: str, where: str = "", *,
 
 
 RESERVED = "_smsgw"
+# What a JSON submission may hold; anything else is a typo to report, not to
+# ignore ("campain" would otherwise send under the default campaign).
+SUBMISSION_FIELDS = frozenset({"destination", "message", "campaign", "priority", "agent",
+                               "data", "idempotency_key", "smart", "kind", "whatsapp"})
+
+
+def known_fields(body: Any, allowed: frozenset[str], where: str = "") -> None:
+    """400 naming the first field of `body` (an object) not in `allowed`."""
+    if isinstance(body, Mapping):
+        unknown = sorted(str(k) for k in body if k not in allowed)
+        if unknown:
+            raise IntakeError(f"unknown field {unknown[0]!r}", field=where + unknown[0])
 
 
 def submission(body: Any, where: str = "") -> Submission:

@@ -11,8 +11,13 @@ from spool.base import Campaign, Conversation, Event, InboundRecord, Journey, Me
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    try:
+        at = dt.datetime.fromtimestamp(ts, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        # Past year 9999 (a due time of "now + 1e308 s" stored before
+        # durations were bounded): no date to show.
+        return None
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def message(m: Message, campaign_name: str | None) -> dict[str, Any]:
