@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import tomllib
 from base64 import b64encode
 from collections.abc import Callable
 from typing import Any
 
 from gateway.dashboard_auth import hash_password
-from tests.conftest import ROOT, Running, loopback_channel
+from tests.conftest import Running, loopback_channel
 
 DLR_SECRET = "dlr-s3cret"
 TWILIO_TOKEN = "twilio-test-token"
@@ -26,12 +25,15 @@ NOWHERE = "http://127.0.0.1:9"  # nothing is sent in these tests; the discard po
 
 
 def channels(dinstar_url: str) -> list[dict[str, Any]]:
-    with open(ROOT / "config" / "examples" / "http-infobip.toml", "rb") as fh:
-        [infobip] = tomllib.load(fh)["channels"]
     return [
         loopback_channel("loop-a"),
-        {**infobip, "url": f"{NOWHERE}/sms", "api_key": "k", "dlr_secret": DLR_SECRET,
-         "public_base_url": NOWHERE},
+        # Infobip's report shape (config/examples/http-infobip.toml), JSON or form.
+        {"name": "infobip", "driver": "http", "url": f"{NOWHERE}/sms", "id_from": "ours",
+         "dlr_secret": DLR_SECRET, "public_base_url": NOWHERE, "dlr": {
+             "items_path": "results", "id_field": "messageId", "status_field": "status.name",
+             "delivered_values": ["DELIVERED_TO_HANDSET"], "failed_field": "status.groupName",
+             "failed_values": ["UNDELIVERABLE", "EXPIRED", "REJECTED"],
+             "error_field": "error.name", "destination_field": "to", "secret_param": "token"}},
         {"name": "twilio", "driver": "twilio", "account_sid": "AC" + "1" * 32,
          "auth_token": TWILIO_TOKEN, "from_number": "+15005550006",
          "public_base_url": NOWHERE, "base_url": NOWHERE},

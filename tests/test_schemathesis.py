@@ -14,6 +14,7 @@ The seed is fixed so that `make test` is repeatable; to explore further,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -24,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from gateway.api.openapi import SPEC
-from tests.proc import Daemon, free_port, smsgw, write_config
+from gateway.dashboard_auth import hash_password
+from tests import doors, openapi_doors
+from tests.proc import Daemon, free_port, smsgw, toml_value, write_config
 
 SEED = os.environ.get("SMSGW_SCHEMATHESIS_SEED", "20261124")
 EXAMPLES = int(os.environ.get("SMSGW_SCHEMATHESIS_EXAMPLES", "50"))
@@ -129,8 +132,60 @@ def test_no_server_errors_and_every_answer_as_described(
 
 
 def _handler_crashes(log: Path) -> list[str]:
-    """Tracebacks of handlers that raised (aiohttp answered 500). Requests its
-    HTTP parser refused (a NUL in a header) are logged too, but answered 400."""
+    """Tracebacks of handlers that raised (aiohttp answered 500, or the
+    last-resort middleware a JSON 500). Requests aiohttp's HTTP parser
+    refused (a NUL in a header) are logged too, but answered 400."""
     lines = log.read_text(errors="replace").splitlines()
     return [line[-3000:] for line in lines
-            if "Error handling request" in line and "in _handle_request" in line]
+            if ("Error handling request" in line and "in _handle_request" in line)
+            or '"http.internal_error"' in line]
+
+
+@pytest.fixture(scope="module")
+def doors_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon with a hook of each kind and the dashboard (tests/doors.py)."""
+    tmp = tmp_path_factory.mktemp("schemathesis-doors")
+    port = free_port()
+    # The HTTP channel last: TOML puts [channels.dlr] under the last [[channels]].
+    channels = sorted(doors.channels(doors.NOWHERE), key=lambda c: c["driver"] == "http")
+    dlr = channels[-1].pop("dlr")
+    config = write_config(tmp / "smsgw.toml", {
+        "server": {"host": "127.0.0.1", "port": port, "metrics_token": doors.METRICS_TOKEN,
+                   "public_base_url": f"http://127.0.0.1:{port}"},
+        "storage": {"url": f"sqlite:///{tmp / 'spool.db'}", "synchronous": "normal"},
+        "dispatcher": {"node_name": "schemathesis-doors", "poll_interval_ms": 20},
+        "spool_folder": {"path": str(tmp / "spool")},
+        "logging": {"format": "json", "level": "warning"},
+        "channels": channels,
+    })
+    # write_config has no nested tables: the DLR mapping and the dashboard user follow.
+    user = {"name": "admin", "password_hash": hash_password(doors.PASSWORD)}
+    with config.open("a") as fh:
+        fh.write("[channels.dlr]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in dlr.items()))
+        fh.write("[dashboard]\nusers = [{" + ", ".join(
+            f"{k} = {toml_value(v)}" for k, v in user.items()) + "}]\n")
+    smsgw(config, "db", "migrate")
+    daemon = Daemon(config, port, tmp / "daemon.log").start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def test_no_server_errors_at_the_dashboard_hooks_and_legacy_doors(
+        doors_daemon: Daemon, tmp_path: Path) -> None:
+    spec = tmp_path / "doors.json"
+    spec.write_text(json.dumps(openapi_doors.SPEC))
+    seed = [] if SEED == "random" else ["--seed", SEED]
+    done = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "--no-color", "run", str(spec),
+         "--url", doors_daemon.url, "--checks", "not_a_server_error",
+         "--max-examples", str(EXAMPLES), *seed, "--request-timeout", "10"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=240,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")})
+    report = done.stdout[-20000:] + done.stderr[-3000:]
+    assert done.returncode == 0, f"schemathesis found problems:\n{report}"
+    operations = sum(len(methods) for methods in openapi_doors.PATHS.values())
+    assert f"Tested: {operations}" in done.stdout, report  # every door was reached
+    crashed = _handler_crashes(doors_daemon.log)
+    assert not crashed, "handlers crashed:\n" + "\n".join(crashed[:5])
