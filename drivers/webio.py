@@ -61,7 +61,8 @@ async def read_json(request: web.Request) -> Any:
     return loads(await request.read())
 
 
-async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | web.FileField]:
+async def read_form(request: web.Request
+                    ) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
     """The form fields of a POST, or BadBody (unknown charset, bytes that are
     not in the declared charset, a broken multipart body)."""
     try:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.api.http import Handler
 from gateway.settings import ServerSettings
@@ -48,7 +48,6 @@ class AllowedHosts:
         return name in self._exact or name.endswith(self._suffixes)
 
 
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def allowed(server: ServerSettings) -> Middleware:

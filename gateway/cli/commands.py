@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.api import render
@@ -196,7 +197,7 @@ async def campaign_list(args: argparse.Namespace, s: Services) -> int:
     return 0
 
 
-_HANDLERS = {
+_HANDLERS: dict[tuple[str, str | None], Callable[..., Awaitable[int]]] = {
     ("send", None): send,
     ("import", None): import_csv,
     ("status", None): status,

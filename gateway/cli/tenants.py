@@ -13,6 +13,7 @@ import argparse
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.auth import generate_key, hash_key
@@ -166,7 +167,7 @@ async def _live_tenant(s: Services, name: str) -> Tenant:
     return tenant
 
 
-HANDLERS = {
+HANDLERS: dict[tuple[str, str | None], Callable[..., Awaitable[int]]] = {
     ("tenant", "add"): tenant_add,
     ("tenant", "key"): tenant_key,
     ("tenant", "webhook"): tenant_webhook,

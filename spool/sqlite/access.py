@@ -26,16 +26,16 @@ class AccessMixin:
     db: SqliteDb
 
     async def list_api_keys(self, tenant: int) -> list[ApiKey]:
-        found = await self.db.reader.execute_fetchall(
+        found = list(await self.db.reader.execute_fetchall(
             "SELECT key_hash, tenant, label, created_at FROM api_keys WHERE tenant = ? "
-            "ORDER BY created_at, key_hash", (tenant,))
+            "ORDER BY created_at, key_hash", (tenant,)))
         return [ApiKey(r[0][:API_KEY_ID_CHARS], r[1], r[2], r[3]) for r in found]
 
     async def revoke_api_keys(self, tenant: int, id_prefix: str | None) -> int:
         async with self.db.transaction() as db:
-            found = await db.execute_fetchall(
+            found = list(await db.execute_fetchall(
                 "SELECT key_hash FROM api_keys WHERE tenant = ? AND substr(key_hash, 1, ?) = ?",
-                (tenant, len(id_prefix or ""), id_prefix or ""))
+                (tenant, len(id_prefix or ""), id_prefix or "")))
             if not found:
                 raise NotFound("no such API key for this tenant")
             if id_prefix is not None and len(found) > 1:
@@ -77,8 +77,8 @@ class AccessMixin:
             return cur.rowcount
 
     async def auth_generation(self) -> int:
-        found = await self.db.reader.execute_fetchall(
-            "SELECT generation FROM auth_generation WHERE id = 1")
+        found = list(await self.db.reader.execute_fetchall(
+            "SELECT generation FROM auth_generation WHERE id = 1"))
         return int(found[0][0])
 
     async def start_session(self, id_hash: str, user: str, expires_at: float) -> None:
@@ -91,9 +91,9 @@ class AccessMixin:
                 "VALUES (?, ?, ?, ?)", (id_hash, user, expires_at, now))
 
     async def session_user(self, id_hash: str, now: float) -> str | None:
-        found = await self.db.reader.execute_fetchall(
+        found = list(await self.db.reader.execute_fetchall(
             "SELECT user_name FROM dashboard_sessions WHERE id_hash = ? AND expires_at > ?",
-            (id_hash, now))
+            (id_hash, now)))
         return found[0][0] if found else None
 
     async def end_sessions(self, *, id_hash: str | None = None,
@@ -112,7 +112,8 @@ class AccessMixin:
 
 
 async def _check_removable(db: aiosqlite.Connection, tenant: int, force: bool) -> None:
-    found = await db.execute_fetchall("SELECT removed_at FROM tenants WHERE id = ?", (tenant,))
+    found = list(await db.execute_fetchall(
+        "SELECT removed_at FROM tenants WHERE id = ?", (tenant,)))
     if not found or found[0][0] is not None:
         raise NotFound(f"tenant {tenant} not found or already removed")
     if force:
