@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from drivers.simulators.dinstar import DinstarSimulator
 from gateway.app import App
 from gateway.auth import generate_key, hash_key
 from gateway.sdnotify import Notifier
@@ -192,3 +193,12 @@ async def make_gateway(tmp_path: Path, storage_url: str) -> AsyncIterator[Callab
 @pytest.fixture
 async def gateway(make_gateway: Callable[..., Any]) -> Running:
     return await make_gateway()
+
+
+@pytest.fixture
+async def dinstar() -> AsyncIterator[DinstarSimulator]:
+    """A two-port Dinstar gateway simulator on loopback."""
+    simulator = DinstarSimulator(2)
+    await simulator.start()
+    yield simulator
+    await simulator.close()

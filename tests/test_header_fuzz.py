@@ -21,7 +21,6 @@ import asyncio
 import os
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -107,14 +106,6 @@ def case(rng: random.Random, key: str) -> bytes:
         headers = [(n, v) for n, v in headers if n.lower() != name.lower()]
         headers.append((name, value(rng)))
     return rawhttp.build(method, target, headers, body)
-
-
-@pytest.fixture
-async def dinstar() -> AsyncIterator[DinstarSimulator]:
-    simulator = DinstarSimulator(2)
-    await simulator.start()
-    yield simulator
-    await simulator.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -10,7 +10,6 @@ explicit `allow_unauthenticated_hooks = true`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from tests.proc import Daemon, free_port, smsgw, toml_value, write_config
 NUMBER = "+59898344401"
 
 
-def dinstar(url: str = "http://127.0.0.1:9", **extra: Any) -> dict[str, Any]:
+def dinstar_channel(url: str = "http://127.0.0.1:9", **extra: Any) -> dict[str, Any]:
     # Polls off: only the push (or nothing) tells the gateway anything.
     return {"name": "dinstar-a", "driver": "dinstar", "url": url, "ports": "0-1",
             "dlr_poll_interval_s": 0, "inbound_poll_interval_s": 0,
@@ -57,7 +56,7 @@ def write_toml(tmp_path: Path, raw: dict[str, Any]) -> Path:
 
 
 @pytest.mark.parametrize(("channel", "key"), [
-    (dinstar(), "channels[1].push_token"),
+    (dinstar_channel(), "channels[1].push_token"),
     (http_dlr(), "channels[1].dlr_secret"),
 ])
 def test_an_unauthenticated_hook_refuses_to_start(tmp_path: Path, channel: dict[str, Any],
@@ -74,7 +73,7 @@ def test_an_unauthenticated_hook_refuses_to_start(tmp_path: Path, channel: dict[
 def test_the_explicit_flag_starts_with_one_warning_naming_the_channel(tmp_path: Path) -> None:
     port = free_port()
     raw = config(tmp_path, channels=[loopback_channel("loop-a"),
-                                     dinstar(allow_unauthenticated_hooks=True)],
+                                     dinstar_channel(allow_unauthenticated_hooks=True)],
                  logging={"format": "json", "level": "info"})
     raw["server"]["port"] = port
     daemon = Daemon(write_toml(tmp_path, raw), port, tmp_path / "daemon.log")
@@ -90,14 +89,6 @@ def test_the_explicit_flag_starts_with_one_warning_naming_the_channel(tmp_path: 
     assert warned[0]["missing"] == "push_token"
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[DinstarSimulator]:
-    simulator = DinstarSimulator(2)
-    await simulator.start()
-    yield simulator
-    await simulator.close()
-
-
 async def _push_from(source: str, url: str, body: dict[str, Any]) -> tuple[int, Any]:
     # The client's socket is bound to `source`: the daemon sees that address.
     connector = aiohttp.TCPConnector(local_addr=(source, 0))
@@ -106,8 +97,10 @@ async def _push_from(source: str, url: str, body: dict[str, Any]) -> tuple[int, 
         return resp.status, await resp.json(content_type=None)
 
 
-async def test_hook_networks_refuse_other_addresses(make_gateway, sim: DinstarSimulator) -> None:
-    gw = await make_gateway(channels=[dinstar(sim.url, hook_networks=["127.0.0.1/32"])])
+async def test_hook_networks_refuse_other_addresses(make_gateway,
+                                                    dinstar: DinstarSimulator) -> None:
+    gw = await make_gateway(
+        channels=[dinstar_channel(dinstar.url, hook_networks=["127.0.0.1/32"])])
     hook = f"{gw.url}/hooks/dinstar-a"
     status, body = await _push_from("127.0.0.2", hook, stop_push(1))
     assert status == 403 and "address" in body["error"]
@@ -122,9 +115,9 @@ async def test_hook_networks_refuse_other_addresses(make_gateway, sim: DinstarSi
 
 
 async def test_hook_networks_judge_the_client_a_proxy_names(make_gateway,
-                                                            sim: DinstarSimulator) -> None:
+                                                            dinstar: DinstarSimulator) -> None:
     # A reverse proxy on the same host: every caller comes from 127.0.0.1.
-    gw = await make_gateway(channels=[dinstar(sim.url, hook_networks=["10.1.2.3/32"])],
+    gw = await make_gateway(channels=[dinstar_channel(dinstar.url, hook_networks=["10.1.2.3/32"])],
                             server={"trusted_proxies": ["127.0.0.1/32"]})
     hook = f"{gw.url}/hooks/dinstar-a"
     for client, status in (("192.0.2.7", 403), ("10.1.2.3", 200)):
@@ -136,8 +129,9 @@ async def test_hook_networks_judge_the_client_a_proxy_names(make_gateway,
 
 
 async def test_an_untrusted_proxy_makes_the_caller_unknown(make_gateway,
-                                                          sim: DinstarSimulator) -> None:
-    gw = await make_gateway(channels=[dinstar(sim.url, hook_networks=["127.0.0.1/32"])])
+                                                          dinstar: DinstarSimulator) -> None:
+    gw = await make_gateway(
+        channels=[dinstar_channel(dinstar.url, hook_networks=["127.0.0.1/32"])])
     async with gw.session.post(f"{gw.url}/hooks/dinstar-a", json=stop_push(1),
                                headers={"X-Forwarded-For": "192.0.2.7"}) as r:
         assert r.status == 403
@@ -145,8 +139,8 @@ async def test_an_untrusted_proxy_makes_the_caller_unknown(make_gateway,
 
 
 async def test_a_network_also_narrows_a_hook_with_a_token(make_gateway,
-                                                          sim: DinstarSimulator) -> None:
-    gw = await make_gateway(channels=[dinstar(sim.url, push_token="t0k",
+                                                          dinstar: DinstarSimulator) -> None:
+    gw = await make_gateway(channels=[dinstar_channel(dinstar.url, push_token="t0k",
                                               hook_networks=["127.0.0.1/32"])])
     status, _ = await _push_from("127.0.0.2", f"{gw.url}/hooks/dinstar-a/t0k", stop_push(1))
     assert status == 403

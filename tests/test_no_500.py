@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import pytest
@@ -36,14 +35,6 @@ DEEP = b"[" * 5000
 JSON = {"Content-Type": "application/json"}
 # Valid UTF-8 but not ASCII; not UTF-8 at all; UTF-8's encoding of a lone surrogate.
 ODD_BYTES = (b"caf\xc3\xa9", b"\xff\xfe\x80", b"\xed\xa0\x80")
-
-
-@pytest.fixture
-async def dinstar() -> AsyncIterator[DinstarSimulator]:
-    simulator = DinstarSimulator(2)
-    await simulator.start()
-    yield simulator
-    await simulator.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -154,14 +154,7 @@ class AdminMixin:
 
     async def senders_stopped(self, pairs: Sequence[tuple[str, str]]
                               ) -> set[tuple[str, str]]:
-        if not pairs:
-            return set()
-        found = await self.db.fetch(
-            "SELECT destination, scope FROM blacklist WHERE destination = ANY($1::text[]) "
-            "AND campaign = 0 AND scope = ANY($2::text[])",
-            sorted({d for d, _ in pairs}), sorted({sender_scope(ch) for _, ch in pairs}))
-        stopped = {(r[0], r[1]) for r in found}
-        return {(d, ch) for d, ch in pairs if (d, sender_scope(ch)) in stopped}
+        return await self._stopped(pairs, sender_scope)
 
     async def _stop(self, destination: str, scope: str, at: float, note: str) -> bool:
         # xmax is 0 on a row this statement inserted, not on one it updated.
@@ -179,14 +172,19 @@ class AdminMixin:
 
     async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]
                                 ) -> set[tuple[str, str]]:
+        return await self._stopped(pairs, marketing_scope)
+
+    async def _stopped(self, pairs: Sequence[tuple[str, str]],
+                       scope_of: Callable[[str], str]) -> set[tuple[str, str]]:
+        """The (destination, channel) pairs stopped in the scope `scope_of(channel)`."""
         if not pairs:
             return set()
         found = await self.db.fetch(
             "SELECT destination, scope FROM blacklist WHERE destination = ANY($1::text[]) "
             "AND campaign = 0 AND scope = ANY($2::text[])",
-            sorted({d for d, _ in pairs}), sorted({marketing_scope(ch) for _, ch in pairs}))
+            sorted({d for d, _ in pairs}), sorted({scope_of(ch) for _, ch in pairs}))
         stopped = {(r[0], r[1]) for r in found}
-        return {(d, ch) for d, ch in pairs if (d, marketing_scope(ch)) in stopped}
+        return {(d, ch) for d, ch in pairs if (d, scope_of(ch)) in stopped}
 
     # spool-folder imports ------------------------------------------------
     async def import_progress(self, key: str) -> ImportProgress | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from spool import rows
@@ -168,8 +168,7 @@ class AdminMixin:
 
     async def senders_stopped(self, pairs: Sequence[tuple[str, str]]
                               ) -> set[tuple[str, str]]:
-        stopped = {(d, scope) for d, _, scope in await self._entries({d for d, _ in pairs})}
-        return {(d, ch) for d, ch in pairs if (d, sender_scope(ch)) in stopped}
+        return await self._stopped(pairs, sender_scope)
 
     async def _stop(self, destination: str, scope: str, at: float, note: str) -> bool:
         key = (destination, scope)
@@ -192,8 +191,13 @@ class AdminMixin:
 
     async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]
                                 ) -> set[tuple[str, str]]:
+        return await self._stopped(pairs, marketing_scope)
+
+    async def _stopped(self, pairs: Sequence[tuple[str, str]],
+                       scope_of: Callable[[str], str]) -> set[tuple[str, str]]:
+        """The (destination, channel) pairs stopped in the scope `scope_of(channel)`."""
         stopped = {(d, scope) for d, _, scope in await self._entries({d for d, _ in pairs})}
-        return {(d, ch) for d, ch in pairs if (d, marketing_scope(ch)) in stopped}
+        return {(d, ch) for d, ch in pairs if (d, scope_of(ch)) in stopped}
 
     async def _entries(self, numbers: set[str]) -> list[tuple[str, int, str]]:
         """(destination, campaign, scope) of every entry of `numbers`: a few at most each."""
