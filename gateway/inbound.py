@@ -72,6 +72,7 @@ class InboundHandler:
         self._campaigns = campaigns
         self._cfg = settings
         self._opt_out = {keyword(k) for k in settings.opt_out_keywords}
+        self._opt_in = {keyword(k) for k in settings.opt_in_keywords}
         self._region = region
         self._kind_of = kind_of
         self._wake = wake
@@ -92,6 +93,7 @@ class InboundHandler:
                 return seen
         owner = await attribute(self._store, sender, message.channel,
                                 self._bound_to(message.channel))
+        await self._opted_in(message, sender)
         last = owner.message
         campaign = self._campaigns.by_id(last.campaign) if last else None
         decision = self.decide(message.text, campaign)
@@ -132,6 +134,14 @@ class InboundHandler:
             log.info("inbound.opt_out", sender=sender, campaign=scope)
         if decision.reply:
             await self._reply(decision, message, sender, owner.tenant, campaign)
+
+    async def _opted_in(self, message: InboundMessage, sender: str) -> None:
+        # The provider lifts its own block on these words, so the stop it
+        # made us record for this sender (Twilio 21610) goes with it.
+        if keyword(message.text) not in self._opt_in:
+            return
+        if await self._store.resume_sender(sender, message.channel, message.at):
+            log.info("inbound.sender_resumed", sender=sender, channel=message.channel)
 
     async def _marketing(self, preference: MarketingPreference) -> None:
         customer = self._e164(preference.customer)

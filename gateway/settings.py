@@ -145,6 +145,10 @@ class InboundSettings(_Section):
     # "campaign": the campaign the customer answered (global if unknown);
     # "global": every campaign.
     opt_out_scope: Literal["campaign", "global"] = "campaign"
+    # Words that opt a number back in with a provider that keeps its own
+    # unsubscribe list (Twilio's defaults): they lift smsgw's per-sender stop
+    # for that channel (recorded from Twilio 21610), never the blacklist.
+    opt_in_keywords: tuple[str, ...] = ("START", "UNSTOP", "YES")
 
 
 class WebhookSettings(_Section):

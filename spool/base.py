@@ -656,6 +656,9 @@ class Store(Protocol):
                               ) -> set[tuple[str, str]]:
         """Which (destination, channel) pairs the provider said are unsubscribed."""
         ...
+    async def resume_sender(self, destination: str, channel: str, at: float) -> bool:
+        """The customer opted in again on that channel: True when a stop was lifted."""
+        ...
 
     # spool-folder imports
     async def import_progress(self, key: str) -> ImportProgress | None: ...

@@ -321,6 +321,23 @@ async def test_unsubscribed_recipient_fails_once_then_is_blocked(make_gateway, s
     assert not await gw.store.blacklisted([("+59898344484", 1)])
 
 
+async def test_start_from_the_customer_lifts_the_stop_on_that_sender(make_gateway, sim) -> None:
+    gw = await gateway_with(make_gateway, sim)
+    sim.unsubscribed.add("+59898344484")
+    await gw.reaches(await gw.submit_one(), {State.FAILED})
+    await gw.reaches(await gw.submit_one(text="otra"), {State.BLOCKED})
+    async with gw.session.get(f"{gw.url}/api/v1/blacklist", headers=gw.headers(),
+                              params={"scope": "sender_stop:twilio"}) as listed:
+        assert (await listed.json())["destinations"] == ["+59898344484"]
+    assert (await sim.inbound("+59898344484", "Start")).status == 200
+
+    async def lifted() -> bool:
+        return not await gw.store.senders_stopped([("+59898344484", "twilio")])
+    await gw.wait_for(lifted)
+    await gw.reaches(await gw.submit_one(text="de nuevo"), {State.DELIVERED})
+    assert len(sim.received) == 2  # the refused one and the one after START
+
+
 async def test_unsubscribed_on_one_sender_goes_through_another(make_gateway, sim) -> None:
     gw = await make_gateway(channels=[twilio_channel(sim), loopback_channel("modem")],
                             dispatcher={"max_attempts": 5})

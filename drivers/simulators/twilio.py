@@ -185,6 +185,8 @@ class TwilioSimulator(SimulatorServer):
         if not target:
             raise ValueError("no inbound_url configured")
         sid = sid or "SM" + secrets.token_hex(16)
+        if body.strip().upper() in ("START", "UNSTOP", "YES"):
+            self.unsubscribed.discard(sender)  # Twilio's default opt-in words lift its block
         params = [("ToCountry", "US"), ("SmsMessageSid", sid), ("NumMedia", "0"),
                   ("SmsSid", sid), ("SmsStatus", "received"), ("Body", body), ("To", to),
                   ("NumSegments", "1"), ("MessageSid", sid), ("AccountSid", self.account_sid),

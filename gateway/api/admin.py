@@ -14,7 +14,7 @@ from gateway.journeys import parse_policy
 from gateway.phone import InvalidNumber, normalize
 from gateway.schedule import parse_schedule
 from gateway.services import Services
-from spool.base import MARKETING_SCOPE_PREFIX, Campaign, NotFound
+from spool.base import MARKETING_SCOPE_PREFIX, SENDER_SCOPE_PREFIX, Campaign, NotFound
 
 routes = web.RouteTableDef()
 OPERATOR_TENANT = 1
@@ -202,11 +202,13 @@ def _numbers(body: Any, region: str) -> list[str]:
 @routes.get("/api/v1/blacklist")
 async def list_blacklist(request: web.Request) -> web.Response:
     # `scope=whatsapp_marketing:<channel>`: the customers who stopped marketing
-    # messages on that WhatsApp channel (global entries: the operator's).
+    # messages on that WhatsApp channel; `scope=sender_stop:<channel>`: the
+    # numbers the provider says unsubscribed from that sender (global
+    # entries: the operator's).
     entries = request.query.get("scope", "")
-    if entries and not entries.startswith(MARKETING_SCOPE_PREFIX):
-        raise IntakeError(f"scope must be {MARKETING_SCOPE_PREFIX}<channel> or empty",
-                          field="scope")
+    if entries and not entries.startswith((MARKETING_SCOPE_PREFIX, SENDER_SCOPE_PREFIX)):
+        raise IntakeError(f"scope must be {MARKETING_SCOPE_PREFIX}<channel>, "
+                          f"{SENDER_SCOPE_PREFIX}<channel> or empty", field="scope")
     campaign = await _blacklist_scope(request,
                                       None if entries else request.query.get("campaign"))
     limit = parse.integer(dict(request.query), "limit", lo=1, hi=10_000) or 1000

@@ -222,10 +222,11 @@ _BLACKLIST = {
                    params=[_CAMPAIGN_Q, _query("after", {"type": "string"},
                                                "the `next_after` of the previous page"),
                            _query("scope", {"type": "string", "maxLength": 300,
-                                            "pattern": "^whatsapp_marketing:"},
+                                            "pattern": "^(whatsapp_marketing|sender_stop):"},
                                   "`whatsapp_marketing:<channel>`: who stopped marketing "
-                                  "messages on that WhatsApp channel (operator only; "
-                                  "`campaign` is then ignored)"),
+                                  "messages on that WhatsApp channel; `sender_stop:<channel>`:"
+                                  " who unsubscribed from that sender at the provider "
+                                  "(operator only; `campaign` is then ignored)"),
                            _limit(10_000)]),
         "post": _op("Add numbers", {"200": _resp("How many were new", record(
             ["added"], {"added": {"type": "integer"}})), **_BODY, **_UNKNOWN_CAMPAIGN},

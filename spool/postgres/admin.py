@@ -165,9 +165,15 @@ class AdminMixin:
             "RETURNING xmax = 0", destination, scope, note, at))
 
     async def resume_marketing(self, destination: str, channel: str, at: float) -> bool:
+        return await self._resume(destination, marketing_scope(channel), at)
+
+    async def resume_sender(self, destination: str, channel: str, at: float) -> bool:
+        return await self._resume(destination, sender_scope(channel), at)
+
+    async def _resume(self, destination: str, scope: str, at: float) -> bool:
         found = await self.db.fetch(
             "DELETE FROM blacklist WHERE destination = $1 AND campaign = 0 AND scope = $2 "
-            "AND created_at <= $3 RETURNING 1", destination, marketing_scope(channel), at)
+            "AND created_at <= $3 RETURNING 1", destination, scope, at)
         return bool(found)
 
     async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]

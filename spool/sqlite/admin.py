@@ -183,10 +183,16 @@ class AdminMixin:
         return not known
 
     async def resume_marketing(self, destination: str, channel: str, at: float) -> bool:
+        return await self._resume(destination, marketing_scope(channel), at)
+
+    async def resume_sender(self, destination: str, channel: str, at: float) -> bool:
+        return await self._resume(destination, sender_scope(channel), at)
+
+    async def _resume(self, destination: str, scope: str, at: float) -> bool:
         async with self.db.transaction() as db:
             cur = await db.execute(
                 "DELETE FROM blacklist WHERE destination = ? AND campaign = 0 AND scope = ? "
-                "AND created_at <= ?", (destination, marketing_scope(channel), at))
+                "AND created_at <= ?", (destination, scope, at))
             return cur.rowcount > 0
 
     async def marketing_stopped(self, pairs: Sequence[tuple[str, str]]
