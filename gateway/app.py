@@ -22,18 +22,18 @@ from aiohttp import web
 
 from drivers.base import Channel, ChannelEvents, SharedHook, WebhookChannel
 from drivers.registry import DRIVERS
-from gateway import fdlimit
 from gateway.api import connections
 from gateway.api.http import build_app
-from gateway.attribution import resolve_bindings
 from gateway.auth import Authenticator, OpenNetworks, RateLimiter
 from gateway.campaigns import CampaignBook
 from gateway.clicks import ClickRecorder, LinkCache, MissLimiter
 from gateway.dispatcher import Dispatcher
+from gateway.edge import fdlimit
+from gateway.edge.hooks import served_hooks
 from gateway.fallback import FallbackWorker
-from gateway.hook_doors import served_hooks
 from gateway.importer import SpoolFolderImporter
 from gateway.inbound import InboundHandler
+from gateway.inbound.attribution import resolve_bindings
 from gateway.intake import Intake
 from gateway.journeys import JourneyScheduler, Planner
 from gateway.metrics import Metrics

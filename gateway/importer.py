@@ -21,7 +21,7 @@ from typing import BinaryIO, cast
 
 import structlog
 
-from gateway import fdlimit
+from gateway.edge import fdlimit
 from gateway.services import Services
 from spool import safefiles
 from spool.base import Campaign, Conflict, ImportProgress, NewMessage, State

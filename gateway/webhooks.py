@@ -4,7 +4,8 @@ Each event is POSTed as JSON `{"id", "type", "created_at", "data"}` with
 `X-Smsgw-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` under the
 tenant's secret. 2xx means done; anything else is retried with exponential
 backoff for up to 24 hours. A retry carries the same event id, which is how a
-receiver drops duplicates.
+receiver drops duplicates. A webhook URL is checked (http or https to a
+host) before anything stores it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -24,6 +26,27 @@ from gateway.settings import WebhookSettings
 from spool.base import OutboxEvent, Store
 
 log = structlog.get_logger("smsgw.webhooks")
+
+
+class BadWebhookUrl(ValueError):
+    """The URL cannot be a webhook target; nothing should be stored."""
+
+
+def check_webhook_url(url: str) -> str:
+    """`url` unchanged when it is usable; else BadWebhookUrl saying why."""
+    if len(url) > 2000 or any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise BadWebhookUrl("webhook url must be one line under 2000 characters, no spaces")
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # port: ValueError when not a number
+    except ValueError as err:
+        raise BadWebhookUrl(f"webhook url is malformed: {err}") from None
+    if parts.scheme not in ("http", "https"):
+        raise BadWebhookUrl(f"webhook url must be http(s), not {parts.scheme!r}")
+    if not host:
+        raise BadWebhookUrl("webhook url needs a host")
+    return url
+
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.api.connections import serve
 from gateway.api.http import build_app
 from gateway.dashboard_auth import hash_password
-from gateway.proxies import TrustedProxies
+from gateway.edge.proxies import TrustedProxies
 from tests.conftest import Running
 
 LEGACY = "/Integra/resources/SMS/SendSMS"

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from typing import Any
 
-from gateway.intake_checks import MAX_LINKS_PER_MESSAGE
+from gateway.intake.limits import MAX_LINKS_PER_MESSAGE
 from gateway.journeys import Planner
 from spool.base import JourneySpec, NewMessage
 from tests.conftest import Running

@@ -31,9 +31,9 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod
 
-from gateway import fdlimit
 from gateway.api.hosts import SERVER
 from gateway.api.http import Handler
+from gateway.edge import fdlimit
 from gateway.settings import ServerSettings
 
 log = structlog.get_logger("smsgw.http")

@@ -11,8 +11,8 @@ import structlog
 from aiohttp import web
 
 from drivers import webio
+from gateway.edge.proxies import Client, TrustedProxies
 from gateway.intake import IntakeError, Overloaded
-from gateway.proxies import Client, TrustedProxies
 from gateway.services import Services
 from spool.base import Conflict, NotFound, StoreError, Tenant
 

@@ -19,7 +19,7 @@ from typing import Any
 from gateway.auth import generate_key, hash_key
 from gateway.cli.context import CliError, tenant_named
 from gateway.services import Services
-from gateway.webhook_urls import BadWebhookUrl, check_webhook_url
+from gateway.webhooks import BadWebhookUrl, check_webhook_url
 from spool.base import API_KEY_ID_CHARS, Conflict, NotFound, Tenant
 
 OPERATOR_TENANT = 1  # the dashboard and key-less legacy calls act as it

@@ -21,9 +21,9 @@ from typing import Any
 import structlog
 
 from drivers.sms.segments import count_segments
-from gateway import intake_checks as checks
 from gateway.batching import GroupCommit
 from gateway.campaigns import CampaignBook
+from gateway.intake import limits as checks
 from gateway.journeys import Planner, merged, parse_policy
 from gateway.links import new_code, rewrite
 from gateway.phone import InvalidNumber, normalize

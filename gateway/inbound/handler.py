@@ -1,7 +1,7 @@
 """Inbound messages from any channel: normalised, attributed, acted on, stored once.
 
 The reply is attributed through the channel it came in on (see
-gateway.attribution): its tenant, and the campaign and agent of the last
+gateway.inbound.attribution): its tenant, and the campaign and agent of the last
 message sent to the sender on that channel, which is what the customer is
 answering. Then, in order:
 an opt-out keyword (STOP, BAJA, ...) puts the sender on the blacklist and
@@ -29,8 +29,8 @@ import structlog
 
 from drivers.base import InboundMessage
 from drivers.whatsapp.preferences import MarketingPreference, preference_of
-from gateway.attribution import Answered, attribute
 from gateway.campaigns import CampaignBook
+from gateway.inbound.attribution import Answered, attribute
 from gateway.phone import InvalidNumber, normalize
 from gateway.settings import InboundSettings
 from spool.base import Campaign, InboundRecord, NewMessage, Store
