@@ -7,12 +7,11 @@ valid UTF-8 that is not ASCII, control characters, 9,000-byte values, and
 near-misses of real ones (a Bearer token, a session cookie, a charset).
 
 Asserted of every answer: no 5xx (not even a JSON 500 from the last-resort
-middleware: that would be a bug hidden, not handled); an error the
-application gave is JSON (the short-link pages are HTML for people, by
-design). A request aiohttp's HTTP parser refuses before routing (a NUL in
-a header, a header over 8 KB) gets its plain `HTTP/1.0 400` and is counted,
-not judged: no handler saw it. Storage plays no part in header handling,
-so this runs on SQLite only.
+middleware: that would be a bug hidden, not handled); every error is JSON
+(the short-link pages are HTML for people, by design), also when aiohttp's
+HTTP parser refuses a request before routing (a NUL in a header, a header
+over 8 KB: `HTTP/1.0 400`, counted apart). Storage plays no part in header
+handling, so this runs on SQLite only.
 """
 
 from __future__ import annotations
@@ -133,7 +132,8 @@ def judge(raw: bytes, reply: rawhttp.Reply) -> str:
     if reply.status >= 500:
         return "bad: 5xx"
     if reply.version == b"HTTP/1.0" and reply.status == 400:
-        return "parser"  # refused before any handler ran
+        # refused before any handler ran: still JSON, with our Server header
+        return "parser" if reply.is_json else "bad: parser refusal not JSON"
     html_pages = raw.startswith((b"GET /r/", b"GET / "))
     if reply.status >= 400 and not reply.is_json and not html_pages:
         return "bad: error not JSON"
