@@ -126,6 +126,7 @@ async def test_random_header_bytes_never_get_a_5xx_and_errors_are_json(
     assert not bad, f"{len(bad)} bad answers, e.g.:\n" + "\n".join(bad[:10])
     # The fuzz reached the handlers, not only aiohttp's parser.
     assert seen["app"] > COUNT // 2, seen
+    assert seen["parser"] > 0, seen  # and aiohttp's own refusals were judged too
 
 
 def judge(raw: bytes, reply: rawhttp.Reply) -> str:
