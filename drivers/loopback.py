@@ -121,7 +121,10 @@ class LoopbackChannel:
         """
         if subpath != "/inbound" or request.method != "POST":
             raise web.HTTPNotFound()
-        if request.remote not in ("127.0.0.1", "::1"):
+        # A reverse proxy on this host makes every caller 127.0.0.1: a request
+        # that names a forwarded client came from elsewhere.
+        if request.remote not in ("127.0.0.1", "::1") or any(
+                h in request.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-IP")):
             raise web.HTTPForbidden(reason="loopback inbound is accepted from this host only")
         form = await read_form(request)
         sender = str(form.get("from", ""))

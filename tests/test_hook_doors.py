@@ -146,3 +146,19 @@ async def test_a_network_also_narrows_a_hook_with_a_token(make_gateway,
     assert status == 403
     status, _ = await _push_from("127.0.0.1", f"{gw.url}/hooks/dinstar-a/t0k", stop_push(2))
     assert status == 200
+
+
+async def test_the_loopback_hook_refuses_whoever_a_proxy_forwards(make_gateway) -> None:
+    # A reverse proxy on this host makes every caller 127.0.0.1; the simulated
+    # channel's hook must still be this host's alone, or anyone could STOP.
+    gw = await make_gateway(channels=[loopback_channel("loop-a")])
+    form = {"from": "+59898344484", "to": "+59899000000", "text": "STOP"}
+    for header in ({"X-Forwarded-For": "192.0.2.7"}, {"Forwarded": "for=192.0.2.7"},
+                   {"X-Real-IP": "192.0.2.7"}):
+        async with gw.session.post(f"{gw.url}/hooks/loop-a/inbound", data=form,
+                                   headers=header) as r:
+            assert r.status == 403, header
+    assert await gw.store.blacklist_list() == []
+    async with gw.session.post(f"{gw.url}/hooks/loop-a/inbound", data=form) as r:
+        assert r.status == 200
+    assert [d for d, _ in await gw.store.blacklist_list()] == ["+59898344484"]
