@@ -23,6 +23,7 @@ from drivers.http.options import DlrOptions, HttpOptions
 from drivers.http.simkit import Caller, Delivery, Fault, FaultScript, LoopbackServer
 from gateway.settings import ConfigError, load_settings, settings_from_dict
 from spool.base import Message, State
+from tests import pgdb
 from tests.conftest import ROOT, Running, config
 
 PUBLIC = "https://smsgw.example.test"
@@ -258,16 +259,24 @@ async def test_vonage_send_and_json_receipt(make_gateway, agg) -> None:
     await gw.reaches(mid, {State.DELIVERED})
 
 
-async def test_vonage_long_text_is_delivered_when_every_part_is(make_gateway, agg) -> None:
+async def test_vonage_long_text_is_delivered_when_every_part_is(make_gateway, agg,
+                                                                storage_url) -> None:
     gw = await gateway_with(make_gateway, agg, vonage(agg, cost=0.05))
     mid = await gw.submit_one(text="x" * 200)
     m = await gw.reaches(mid, {State.SENT})
-    parts = sorted(agg.sent)
-    assert len(parts) == 2 and m.cost == pytest.approx(0.10)
-    await agg.vonage_report(parts[0], "delivered")
-    await agg.vonage_report(parts[1], "accepted")
+    assert len(agg.sent) == 2 and m.cost == pytest.approx(0.10)
+    # The message's reference is its first part's: that part's report alone
+    # must not settle the message.
+    [other] = set(agg.sent) - {m.provider_ref}
+    await agg.vonage_report(m.provider_ref, "delivered")
+    await agg.vonage_report(other, "accepted")
+
+    async def first_part_recorded() -> bool:  # reports are applied off the hook's path
+        return bool(pgdb.query(storage_url, "SELECT count(*) FROM message_parts WHERE "
+                                            "message_id = ? AND delivered = 1", mid)[0][0])
+    await gw.wait_for(first_part_recorded)
     assert (await gw.store.get_message(None, mid)).state == State.SENT
-    await agg.vonage_report(parts[1], "delivered")
+    await agg.vonage_report(other, "delivered")
     await gw.reaches(mid, {State.DELIVERED})
 
 

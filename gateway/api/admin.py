@@ -206,6 +206,8 @@ async def list_blacklist(request: web.Request) -> web.Response:
     # numbers the provider says unsubscribed from that sender (global
     # entries: the operator's).
     entries = request.query.get("scope", "")
+    if len(request.query.get("campaign", "")) > 200:  # checked even when a scope ignores it
+        raise IntakeError("campaign: at most 200 characters", field="campaign")
     if entries and not entries.startswith((MARKETING_SCOPE_PREFIX, SENDER_SCOPE_PREFIX)):
         raise IntakeError(f"scope must be {MARKETING_SCOPE_PREFIX}<channel>, "
                           f"{SENDER_SCOPE_PREFIX}<channel> or empty", field="scope")

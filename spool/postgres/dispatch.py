@@ -108,7 +108,9 @@ _REPORTED = (
     "FROM unnest($1::text[], $2::text[], "
     "$3::int[], $4::float8[], $5::text[], $6::text[], $7::float8[], $8::text[]) "
     "AS v(ref, channel, state, delivered_at, error, note, at, code) "
-    "WHERE s.provider_ref = v.ref AND s.channel = v.channel AND s.state IN (4, 9)")
+    "WHERE s.provider_ref = v.ref AND s.channel = v.channel AND s.state IN (4, 9) "
+    "AND NOT EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = s.id "
+    "AND p.ref = s.provider_ref)")
 
 
 class DispatchMixin:
@@ -205,8 +207,12 @@ async def _record(conn: asyncpg.Connection, outcomes: list[Outcome], now: float,
 
 async def _record_reports(conn: asyncpg.Connection, reports: Sequence[Report]) -> list[Report]:
     found = await conn.fetch(
-        "SELECT provider_ref, channel FROM sms_spool WHERE provider_ref = ANY($1::text[]) "
-        "AND state IN (4, 9)", sorted({r.provider_ref for r in reports}))
+        # A reference that is also one of the message's parts' (one id per
+        # part, the first given as the message's) names that part only.
+        "SELECT provider_ref, channel FROM sms_spool s WHERE provider_ref = ANY($1::text[]) "
+        "AND state IN (4, 9) AND NOT EXISTS (SELECT 1 FROM message_parts p "
+        "WHERE p.message_id = s.id AND p.ref = s.provider_ref)",
+        sorted({r.provider_ref for r in reports}))
     known = {(r[0], r[1]) for r in found}
     # The first report for a message decides, as it would one at a time.
     first: dict[tuple[str, str], Report] = {}

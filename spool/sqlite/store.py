@@ -43,6 +43,13 @@ from spool.sqlite.outbox import OutboxMixin
 _CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
 
 
+# A reference that is also one of the message's parts' (an aggregator that
+# answers with one id per part gives the first as the message's) names that
+# part only: the message is delivered when every part is.
+_WHOLE = ("AND NOT EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = sms_spool.id "
+          "AND p.ref = sms_spool.provider_ref)")
+
+
 class SqliteStore(OperatorActions, AdminMixin, AccessMixin, ConversationsMixin, OutboxMixin,
                   JourneysMixin):
     def __init__(self, path: str | Path, *, synchronous: str = "full",
@@ -251,7 +258,7 @@ class SqliteStore(OperatorActions, AdminMixin, AccessMixin, ConversationsMixin, 
                 "UPDATE sms_spool SET state = ?, delivered_at = ?, error = ?, error_code = ?, "
                 "note = ?, updated_at = ?, cost = CASE WHEN ?1 = 6 AND kind = 'whatsapp' "
                 "THEN 0 ELSE cost END WHERE provider_ref = ? AND channel = ? "
-                "AND state IN (4, 9)",
+                f"AND state IN (4, 9) {_WHOLE}",
                 [(_report_state(r), r.at if r.delivered else None, r.error, r.error_code,
                   _report_note(r), r.at, r.provider_ref, r.channel) for r in whole])
             unmatched = []
@@ -267,7 +274,7 @@ class SqliteStore(OperatorActions, AdminMixin, AccessMixin, ConversationsMixin, 
             chunk = refs[start:start + 500]
             found = await db.execute_fetchall(
                 f"SELECT provider_ref, channel FROM sms_spool WHERE provider_ref IN "
-                f"({','.join('?' * len(chunk))}) AND state IN (4, 9)", chunk)
+                f"({','.join('?' * len(chunk))}) AND state IN (4, 9) {_WHOLE}", chunk)
             known.update((r[0], r[1]) for r in found)
         return known
 
