@@ -126,11 +126,17 @@ async def _run(tmp: Path, url: str, daemons: dict[str, Daemon]) -> None:
         while sum(sum(sends(r).values()) for r in records.values()) < TOTAL // 3:
             await asyncio.sleep(0.05)
             assert time.monotonic() - began < 90, "the cluster does not send"
-        for _ in range(1000):  # the moment n3 holds leases (nearly always)
+        # Kill n3 while it holds leases: frozen (SIGSTOP) it can neither take
+        # nor give any back, so what the spool shows is what the kill leaves.
+        n3 = daemons["n3"].proc
+        assert n3 is not None
+        for _ in range(500):
+            n3.send_signal(signal.SIGSTOP)
             if pgdb.query(url, "SELECT count(*) FROM sms_spool WHERE state = 2 "
                                "AND claimed_by = 'n3'")[0][0]:
                 break
-            await asyncio.sleep(0)
+            n3.send_signal(signal.SIGCONT)
+            await asyncio.sleep(0.01)
         offsets = {node: r.stat().st_size for node, r in records.items()}
         killed_at = time.monotonic() - began
         assert daemons["n3"].kill(signal.SIGKILL) == -signal.SIGKILL
