@@ -183,7 +183,14 @@ async def test_a_claim_committed_as_its_connection_broke_is_sent_soon(
         cutter.arm()
         await gw.store.update_campaign(1, enabled=True)
         await gw.app.services.campaigns.reload()
-        await asyncio.wait_for(cutter.cut.wait(), 10)
+        try:
+            await asyncio.wait_for(cutter.cut.wait(), 10)
+        except TimeoutError:  # say what the spool and the dispatcher were doing
+            raise AssertionError(
+                f"no claim took the rows within 10 s: states "
+                f"{pgdb.query(storage_url, 'SELECT state, count(*) FROM sms_spool GROUP BY 1')}"
+                f", campaigns {pgdb.query(storage_url, 'SELECT id, enabled FROM campaigns')}"
+                f", log {[e['event'] for e in logs][:30]}") from None
         cut_at = time.monotonic()
         leased = cutter.seen_at_cut
 
