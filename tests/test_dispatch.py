@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 from spool.base import ListFilter, State
 from tests.conftest import Running, loopback_channel
@@ -180,6 +181,18 @@ async def test_priority_orders_the_claims(make_gateway) -> None:
     assert order == ["p5", "p3", "p1"]
 
 
+async def claim_as_dead_node(store: Any, campaign: int, now: float) -> list[Any]:
+    """What a node that died just after its claim leaves: a lease already
+    expired. The campaign is stopped so that the live daemon takes nothing;
+    a claim needs it enabled, so it is, for the claim's moment only (the
+    live daemon's view of it was reloaded stopped a moment ago)."""
+    await store.update_campaign(campaign, enabled=True)
+    try:
+        return await store.claim("dead-node", 1, now, now - 1, [campaign])
+    finally:
+        await store.update_campaign(campaign, enabled=False)
+
+
 async def test_expired_lease_with_hold_policy_waits_for_release(gateway: Running) -> None:
     """A send that started on a node that died is in doubt; `hold` keeps it for an operator."""
     store = gateway.store
@@ -190,7 +203,7 @@ async def test_expired_lease_with_hold_policy_waits_for_release(gateway: Running
     [mid] = await submit(gateway, 1, campaign="promo")
     promo = await store.campaign_by_name(1, "promo")
     now = time.time()
-    [claimed] = await store.claim("dead-node", 1, now, now - 1, [promo.id])
+    [claimed] = await claim_as_dead_node(store, promo.id, now)
     await store.mark_started([(claimed.id, "loop-a")], now)
     got = await store.recover(time.time())
     assert got.in_doubt == 1 and got.resent == 0
@@ -209,7 +222,7 @@ async def test_expired_lease_never_started_goes_back_to_queue(gateway: Running) 
     await gateway.app.services.campaigns.reload()
     [mid] = await submit(gateway, 1)
     now = time.time()
-    await store.claim("dead-node", 1, now, now - 1, [1])
+    await claim_as_dead_node(store, 1, now)
     got = await store.recover(time.time())
     assert got.requeued == 1 and got.in_doubt == 0
     events = await store.message_events(mid)
@@ -238,3 +251,17 @@ async def test_campaign_throttle_spaces_its_sends_and_spares_others(gateway: Run
 async def claimed_at(gw: Running, message_id: int) -> float:
     events = await gw.store.message_events(message_id)
     return next(e.at for e in events if e.state == State.SENDING)
+
+
+async def test_a_claim_takes_nothing_from_a_campaign_stopped_meanwhile(gateway: Running) -> None:
+    # The dispatcher's view of the campaigns may be a moment old (a reload
+    # that read before the stop); the claim itself asks the table, so a stop
+    # that committed first is never claimed from.
+    store = gateway.store
+    await store.update_campaign(1, enabled=False)
+    await gateway.app.services.campaigns.reload()
+    [mid] = await submit(gateway, 1)
+    now = time.time()
+    assert await store.claim("stale-view", 5, now, now + 60, [1]) == []
+    assert (await store.claim_paced("stale-view", now, now + 60, 1)).claimed == []
+    assert (await store.get_message(None, mid)).state == State.TO_PROCESS

@@ -39,7 +39,9 @@ _CLEARED = "claimed_by = NULL, claim_until = NULL, started_at = NULL"
 _CLAIM = (
     "UPDATE sms_spool s SET state = 2, claimed_by = $1, claim_until = $2, claim_token = $6, "
     "started_at = NULL, updated_at = $3, note = 'claimed' FROM ("
-    "  SELECT p.id FROM unnest($4::bigint[]) AS c(campaign) CROSS JOIN LATERAL ("
+    # A stop committed before this statement wins over the caller's view.
+    "  SELECT p.id FROM unnest($4::bigint[]) AS c(campaign) "
+    "  JOIN campaigns k ON k.id = c.campaign AND k.enabled = 1 CROSS JOIN LATERAL ("
     "    SELECT id, priority FROM sms_spool WHERE state = 1 AND campaign = c.campaign "
     "    AND next_attempt_at <= $3 ORDER BY priority DESC, id LIMIT $5 "
     "    FOR UPDATE SKIP LOCKED) p"
@@ -56,7 +58,7 @@ _CLAIM = (
 _CLAIM_PACED = (
     "WITH slot AS ("
     "  SELECT id, last_slot_at + time_between_ms / 1000.0::float8 AS due FROM campaigns "
-    "  WHERE id = $4 FOR UPDATE"
+    "  WHERE id = $4 AND enabled = 1 FOR UPDATE"
     "), picked AS ("
     "  SELECT s.id FROM slot JOIN sms_spool s ON s.campaign = slot.id "
     "  WHERE slot.due <= $3 AND s.state = 1 AND s.next_attempt_at <= $3 "

@@ -208,7 +208,7 @@ class SqliteStore(OperatorActions, AdminMixin, AccessMixin, ConversationsMixin, 
 
         def claim(conn: sqlite3.Connection) -> tuple[list[sqlite3.Row], float | None]:
             slot = conn.execute("SELECT last_slot_at, time_between_ms FROM campaigns "
-                                "WHERE id = ?", (campaign,)).fetchone()
+                                "WHERE id = ? AND enabled = 1", (campaign,)).fetchone()
             if slot is None:
                 return [], None
             gap_s = slot["time_between_ms"] / 1000
@@ -374,13 +374,16 @@ def _resolve(slots: list[int | Inserted], ids: list[int]) -> list[int | Inserted
 
 def _claim_sql(node: str, limit: int, now: float, lease_until: float,
                campaigns: Sequence[int], token: int | None) -> tuple[str, list[object]]:
-    # One index probe per open campaign, each bounded by `limit`.
+    # One index probe per open campaign, each bounded by `limit`. Whether the
+    # campaign is still enabled is asked here too, in the claim's own
+    # transaction: a stop that commits first wins over the caller's view.
     probe = ("SELECT * FROM (SELECT id, priority FROM sms_spool WHERE state = 1 "
-             "AND campaign = ? AND next_attempt_at <= ? ORDER BY priority DESC, id LIMIT ?)")
+             "AND campaign = ? AND next_attempt_at <= ? AND EXISTS (SELECT 1 FROM campaigns "
+             "WHERE id = ? AND enabled = 1) ORDER BY priority DESC, id LIMIT ?)")
     union = " UNION ALL ".join([probe] * len(campaigns))
     args: list[object] = [node, lease_until, token, now]
     for campaign in campaigns:
-        args += [campaign, now, limit]
+        args += [campaign, now, campaign, limit]
     sql = (f"UPDATE sms_spool SET state = 2, claimed_by = ?, claim_until = ?, "
            f"claim_token = ?, started_at = NULL, updated_at = ?, note = 'claimed' WHERE id IN "
            f"(SELECT id FROM ({union}) ORDER BY priority DESC, id LIMIT ?) "
